@@ -1,0 +1,22 @@
+"""doit entry point: load the profile, hand the stage table to the core. Heavy imports (torch,
+TF, converters) happen only inside stage processes, so a no-op `doit` stays fast.
+
+    doit                      build the embedded default profile
+    doit profile=PATH         build another profile (artifacts/<name>/, its own doit state)
+    doit dit_tflite           one target;  doit list;  doit clean
+"""
+import sys
+
+from doit import get_var
+
+from pipeline import session
+from pipeline.dag import stages
+from pipeline.core import to_task
+
+profile = session.open_profile(get_var("profile", None))
+DOIT_CONFIG = session.doit_config(profile)
+
+
+def task_stages():
+    for stage in stages(profile):
+        yield to_task(stage, profile.path, profile.out / "logs")

@@ -1,0 +1,55 @@
+"""What dodo.py needs besides the stage table: profile loading with one clear error, the
+per-profile doit state, the checker, and a lock against concurrent builds of one profile."""
+import fcntl
+import os
+import sys
+
+from .config import Profile, load_profile
+from .errors import InputError
+from .hashing import XXH3Checker
+
+_READ_ONLY = {"list", "info", "help", "dumpdb", "tabcompletion"}
+_lock_fd = None  # held for the life of the doit process; the kernel drops it on any exit
+
+
+def open_profile(path) -> Profile:
+    try:
+        profile = load_profile(path)
+    except InputError as e:
+        sys.stderr.write(f"error: {e}\n")
+        sys.exit(InputError.exit_code)
+    profile.out.mkdir(parents=True, exist_ok=True)
+    if not _read_only_command():
+        _lock(profile)
+    return profile
+
+
+def _read_only_command() -> bool:
+    args = [a for a in sys.argv[1:] if not a.startswith("-") and "=" not in a]
+    return bool(args) and args[0] in _READ_ONLY
+
+
+def _lock(profile: Profile):
+    global _lock_fd
+    path = profile.out / ".lock"
+    _lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(_lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(_lock_fd, 32, 0).decode(errors="replace").strip() or "?"
+        sys.stderr.write(f"error: another doit is building profile '{profile.name}' "
+                         f"(pid {holder}, lock {path}); try again when it has finished\n")
+        sys.exit(3)
+    os.ftruncate(_lock_fd, 0)
+    os.pwrite(_lock_fd, str(os.getpid()).encode(), 0)
+
+
+def doit_config(profile: Profile) -> dict:
+    return {
+        "dep_file": str(profile.out / ".doit.db"),
+        "backend": "sqlite3",            # transactional: a killed build cannot corrupt it
+        "check_file_uptodate": XXH3Checker,
+        "par_type": "thread",            # actions only wait on stage subprocesses
+        "verbosity": 2,
+        "action_string_formatting": "new",
+    }

@@ -1,0 +1,84 @@
+"""Stage `checkpoint`: load the checkpoint safely, validate it against model_config.json, and
+split it into one safetensors shard per submodule (conditioners, dit, decoder).
+
+A shard holds its submodule's tensors (keys relative to the submodule prefix) and, as metadata,
+the model config; its bytes depend only on its own tensors, so a DiT-only fine-tune leaves the
+decoder and conditioner shards byte-identical and their downstream tasks up to date."""
+import json
+import logging
+import pickle
+import zipfile
+from pathlib import Path
+
+from pipeline.config import load_model_config
+from pipeline.errors import InputError
+from stages.models import layout
+
+log = logging.getLogger("sao.checkpoint")
+SHARDED = ("conditioners", "dit", "decoder")
+MAX_LISTED = 10
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Flat {key: tensor}. .ckpt via torch.load(weights_only=True): a pickle carrying code is
+    refused without being run. .safetensors is read as-is."""
+    import torch
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        try:
+            return load_file(path)
+        except (SafetensorError, OSError, ValueError) as e:
+            raise InputError(path, None, f"unreadable safetensors file: {e}") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0]
+        raise InputError(path, None, f"refused: the pickle needs more than tensors ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise InputError(path, None, f"unreadable checkpoint (truncated or not a torch file): {e}") from None
+    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise InputError(path, "state_dict", "expected a dict of tensors (Lightning layout {'state_dict': …})")
+    return sd
+
+
+def _listing(keys) -> str:
+    keys = sorted(keys)
+    more = f" … (+{len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else ""
+    return ", ".join(keys[:MAX_LISTED]) + more
+
+
+def validate(sd: dict, expected: dict, path: Path):
+    """Every needed key present with the right shape; nothing unexpected (encoder keys are
+    expected but optional). One error names every offending key."""
+    optional = layout.PREFIXES["encoder"]
+    missing = [k for k in expected if k not in sd and not k.startswith(optional)]
+    unexpected = [k for k in sd if k not in expected]
+    misshaped = [f"{k} {tuple(sd[k].shape)} != {expected[k]}" for k in sd
+                 if k in expected and tuple(sd[k].shape) != expected[k]]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_listing(unexpected)}")
+    if misshaped:
+        problems.append(f"mis-shaped keys: {_listing(misshaped)}")
+    if problems:
+        field = (missing or unexpected or [m.split(' ')[0] for m in misshaped])[0]
+        raise InputError(path, field, "; ".join(problems))
+
+
+def run(inputs: dict, outputs: dict, config: dict):
+    from safetensors.torch import save_file
+    cfg = load_model_config(inputs["model_config"])
+    sd = load_checkpoint(inputs["checkpoint"])
+    validate(sd, layout.checkpoint_layout(cfg), inputs["checkpoint"])
+    for name in SHARDED:
+        meta = {"config": json.dumps(layout.shard_config(cfg, name), sort_keys=True)}
+        prefix = layout.PREFIXES[name]
+        shard = {k[len(prefix):]: sd[k].contiguous() for k in sorted(sd) if k.startswith(prefix)}
+        save_file(shard, outputs[name], metadata=meta)
+        log.info("%s shard: %d tensors, %.2f MB", name, len(shard),
+                 sum(t.numel() * t.element_size() for t in shard.values()) / 1e6)

@@ -1,0 +1,53 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DOIT = [sys.executable, "-m", "doit"]
+
+
+def doit(*args, profile=None, env=None, check=True):
+    """Run doit in a subprocess; returns CompletedProcess (stdout+stderr in .stdout)."""
+    cmd = [*DOIT, *args] + ([f"profile={profile}"] if profile else [])
+    e = {**os.environ, **(env or {})}
+    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e['PATH']}"
+    r = subprocess.run(cmd, cwd=REPO, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"doit {' '.join(args)} failed ({r.returncode}):\n{r.stdout[-4000:]}")
+    return r
+
+
+def executed(output: str) -> set[str]:
+    """Task names doit ran ('.  name'); up-to-date ones print '-- name'."""
+    return {line[3:].strip() for line in output.splitlines() if line.startswith(".  ")}
+
+
+@pytest.fixture(scope="session")
+def default_build():
+    """The default profile, built (once per session) up to the given targets."""
+    doit("checkpoint")
+    return REPO / "artifacts" / "default"
+
+
+def write_profile(tmp_path: Path, name: str, body: str) -> Path:
+    p = tmp_path / f"{name}.toml"
+    p.write_text(body)
+    return p
+
+
+@pytest.fixture
+def scratch_profile(tmp_path):
+    """A uniquely named synthetic profile whose artifacts are removed afterwards."""
+    made = []
+
+    def make(body='[source]\nkind = "synthetic"\nseed = 0\n', name=None):
+        name = name or f"t_{tmp_path.name}"[:60]
+        made.append(REPO / "artifacts" / name)
+        return write_profile(tmp_path, name, body)
+    yield make
+    for d in made:
+        shutil.rmtree(d, ignore_errors=True)
