@@ -10,7 +10,7 @@ import sys
 from doit import get_var
 
 from pipeline import session
-from pipeline.dag import stages
+from pipeline.dag import ALIASES, stages
 from pipeline.core import to_task
 
 profile = session.open_profile(get_var("profile", None))
@@ -20,3 +20,5 @@ DOIT_CONFIG = session.doit_config(profile)
 def task_stages():
     for stage in stages(profile):
         yield to_task(stage, profile.path, profile.out / "logs")
+    for name, (doc, deps) in ALIASES.items():
+        yield {"basename": name, "doc": doc, "actions": None, "task_dep": deps}

@@ -7,6 +7,10 @@ from .core import Stage
 
 MODELS = "stages/models"
 TORCH = ("torch", "safetensors")
+MODEL_CODE = (f"{MODELS}/layout.py", f"{MODELS}/shards.py", "pipeline/config.py")
+DIT_CODE = (*MODEL_CODE, f"{MODELS}/dit.py")
+DECODER_CODE = (*MODEL_CODE, f"{MODELS}/decoder.py")
+VERIFY_CODE = ("pipeline/parity.py", "runtime/litert.py", "runtime/ping_pong.py")
 
 
 def source_files(p: Profile) -> dict[str, Path]:
@@ -39,5 +43,38 @@ def stages(p: Profile) -> list[Stage]:
         Stage("checkpoint", "Validate the checkpoint against model_config.json; split it into shards",
               "checkpoint", inputs={"model_config": src["model_config"], "checkpoint": src["checkpoint"]},
               outputs=shards, code=(f"{MODELS}/layout.py", "pipeline/config.py"), tools=TORCH),
+
+        Stage("dit_reauthor", "Load the DiT shard into the re-authored DiT; torch.export it",
+              "dit_reauthor", inputs={"shard": shards["dit"]}, outputs={"pt2": dit / "dit.pt2"},
+              code=DIT_CODE, tools=TORCH),
+        Stage("dit_convert", "Convert the exported DiT to float32 LiteRT (litert-torch)",
+              "dit_convert", inputs={"pt2": dit / "dit.pt2"}, outputs={"tflite": dit / "dit_float32.tflite"},
+              code=("pipeline/convert.py",), tools=(*TORCH, "litert-torch", "ai-edge-litert")),
+        Stage("dit_quantize", "Quantize the float DiT (ai-edge-quantizer recipe from the profile)",
+              "dit_quantize", inputs={"tflite": dit / "dit_float32.tflite"},
+              outputs={"tflite": dit / "dit_model.tflite"}, config={"quant_recipe": p.dit.quant_recipe},
+              tools=("ai-edge-quantizer", "ai-edge-litert")),
+        Stage("verify_dit", "Compare the DiT .tflite files with PyTorch; fail past tolerance",
+              "verify_dit", inputs={"shard": shards["dit"], "float32": dit / "dit_float32.tflite",
+                                    "quantized": dit / "dit_model.tflite"},
+              outputs={"report": rep / "parity_dit.json"}, config=p.dit.model_dump(),
+              code=(*DIT_CODE, "stages/dit_reauthor.py", *VERIFY_CODE), tools=(*TORCH, "ai-edge-litert")),
+
+        Stage("autoencoder_reauthor", "Load the decoder shard (weight norm folded); torch.export it",
+              "autoencoder_reauthor", inputs={"shard": shards["decoder"]}, outputs={"pt2": ae / "decoder.pt2"},
+              code=DECODER_CODE, tools=TORCH),
+        Stage("autoencoder_convert", "Convert the exported decoder to float32 LiteRT (litert-torch)",
+              "autoencoder_convert", inputs={"pt2": ae / "decoder.pt2"},
+              outputs={"tflite": ae / "autoencoder_model.tflite"},
+              code=("pipeline/convert.py",), tools=(*TORCH, "litert-torch", "ai-edge-litert")),
+        Stage("verify_autoencoder", "Compare the decoder .tflite with PyTorch; fail past tolerance",
+              "verify_autoencoder", inputs={"shard": shards["decoder"], "tflite": ae / "autoencoder_model.tflite"},
+              outputs={"report": rep / "parity_autoencoder.json"}, config=p.autoencoder.model_dump(),
+              code=(*DECODER_CODE, "stages/autoencoder_reauthor.py", *VERIFY_CODE),
+              tools=(*TORCH, "ai-edge-litert")),
     ]
     return table
+
+
+# Targets that name a final artifact rather than a step.
+ALIASES = {"dit_tflite": ("The final (quantized) DiT file", ["dit_quantize"])}

@@ -22,7 +22,7 @@ def _load(module, keys):
 
 
 def test_dit_export_strict_clean():
-    dit = _load(DiT(CFG.dit, CFG.latent_frames), layout.dit(CFG))
+    dit = _load(DiT(CFG.dit, CFG.latent_frames), layout.dit(CFG.dit))
     args = (torch.randn(1, 16, CFG.latent_frames), torch.tensor([0.5]), torch.randn(1, 65, 64), torch.randn(1, 64))
     ep = torch.export.export(dit, args, strict=True)
     ops = _ops(ep)
@@ -37,7 +37,7 @@ def test_dit_export_strict_clean():
 
 
 def test_decoder_export_strict_clean():
-    dec = _load(Decoder(CFG.decoder), layout.decoder(CFG))
+    dec = _load(Decoder(CFG.decoder), layout.decoder(CFG.decoder))
     z = torch.randn(1, 16, CFG.latent_frames)
     ep = torch.export.export(dec, (z,), strict=True)
     text = " ".join(_ops(ep))

@@ -56,7 +56,7 @@ def test_dit_matches_original(name):
         cond_token_dim=c.cond_token_dim, global_cond_dim=c.global_cond_dim,
         transformer_type="continuous_transformer", attn_kwargs={"qk_norm": "ln"},
         diffusion_objective="rf_denoiser").eval()
-    sd = _weights(layout.dit(cfg))
+    sd = _weights(layout.dit(cfg.dit))
     assert set(ref.state_dict()) == set(sd)
     ref.load_state_dict(sd, strict=True)
     ours = DiT(c, T).eval()
@@ -74,7 +74,7 @@ def test_dit_matches_original(name):
 def test_dit_uses_global_cond():
     cfg = CONFIGS["tiny"]
     ours = DiT(cfg.dit, cfg.latent_frames).eval()
-    ours.load_state_dict(_weights(layout.dit(cfg)), strict=True)
+    ours.load_state_dict(_weights(layout.dit(cfg.dit)), strict=True)
     x, cross = torch.randn(1, 16, cfg.latent_frames), torch.randn(1, 65, 64)
     with torch.no_grad():
         a = ours(x, torch.tensor([0.5]), cross, torch.zeros(1, 64))
@@ -89,7 +89,7 @@ def test_decoder_matches_original(name):
     ref = REF.autoencoders.OobleckDecoder(out_channels=d.out_channels, channels=d.channels, c_mults=d.c_mults,
                                           strides=d.strides, latent_dim=d.latent_dim, use_snake=True,
                                           final_tanh=d.final_tanh).eval()
-    sd = _weights(layout.decoder(cfg), seed=3)
+    sd = _weights(layout.decoder(cfg.decoder), seed=3)
     assert set(ref.state_dict()) == set(sd)
     ref.load_state_dict(sd, strict=True)
     ours = Decoder(d).eval()
@@ -151,6 +151,6 @@ def test_real_layout_loads_strictly():
                for l in tsv.read_text().splitlines()}
         assert layout.checkpoint_layout(cfg) == ref
     with torch.device("meta"):
-        for module, fn in ((DiT(cfg.dit, cfg.latent_frames), layout.dit), (Decoder(cfg.decoder), layout.decoder)):
-            keys = fn(cfg)
+        for module, keys in ((DiT(cfg.dit, cfg.latent_frames), layout.dit(cfg.dit)),
+                             (Decoder(cfg.decoder), layout.decoder(cfg.decoder))):
             module.load_state_dict({k: torch.empty(s, device="meta") for k, s in keys.items()}, strict=True)

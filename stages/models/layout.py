@@ -2,7 +2,7 @@
 
 Key names are the original stable-audio-tools ones; the re-authored modules use the same names
 relative to each submodule's prefix, so a shard loads without any remapping table."""
-from pipeline.config import ModelConfig, OobleckConfig
+from pipeline.config import ConditioningConfig, DiTConfig, ModelConfig, OobleckConfig, OobleckDecoderConfig
 
 PREFIXES = {
     "conditioners": "conditioner.conditioners.",
@@ -13,8 +13,8 @@ PREFIXES = {
 NUMBER_EMBED_DIM = 256  # NumberEmbedder default: 128 learned frequencies
 
 
-def conditioners(cfg: ModelConfig) -> dict:
-    nid, d = cfg.conditioning.number.id, cfg.conditioning.cond_dim
+def conditioners(cond: ConditioningConfig) -> dict:
+    nid, d = cond.number.id, cond.cond_dim
     e = f"{nid}.embedder.embedding"
     return {f"{e}.0.weights": (NUMBER_EMBED_DIM // 2,), f"{e}.1.weight": (d, NUMBER_EMBED_DIM + 1),
             f"{e}.1.bias": (d,)}
@@ -24,8 +24,7 @@ def rotary_dim(head_dim: int) -> int:
     return max(head_dim // 2, 32)
 
 
-def dit(cfg: ModelConfig) -> dict:
-    c = cfg.dit
+def dit(c: DiTConfig) -> dict:
     e, io, hd = c.embed_dim, c.io_channels, c.embed_dim // c.num_heads
     keys = {
         "timestep_features.weight": (128, 1),
@@ -71,8 +70,7 @@ def _ladder(c: OobleckConfig):
     return [m * c.channels for m in [1, *c.c_mults]]
 
 
-def decoder(cfg: ModelConfig) -> dict:
-    c = cfg.decoder
+def decoder(c: OobleckDecoderConfig) -> dict:
     ch, n = _ladder(c), len(c.c_mults)
     keys = _wnconv("layers.0", ch[-1], c.latent_dim, 7)
     for j, i in enumerate(range(n, 0, -1), start=1):
@@ -86,11 +84,9 @@ def decoder(cfg: ModelConfig) -> dict:
     return keys
 
 
-def encoder(cfg: ModelConfig) -> dict:
-    part = cfg.model.pretransform.config.encoder
-    if part is None:
+def encoder(c) -> dict:
+    if c is None:
         return {}
-    c = part.config
     ch, n = _ladder(c), len(c.c_mults)
     keys = _wnconv("layers.0", ch[0], c.in_channels, 7)
     for i in range(n):
@@ -118,9 +114,9 @@ def shard_config(cfg: ModelConfig, name: str) -> dict:
     raise KeyError(name)
 
 
-SUBMODULES = {"conditioners": conditioners, "dit": dit, "decoder": decoder, "encoder": encoder}
-
-
 def checkpoint_layout(cfg: ModelConfig) -> dict[str, tuple]:
     """Every checkpoint key (full name) → shape, for this config."""
-    return {PREFIXES[name] + k: shape for name, fn in SUBMODULES.items() for k, shape in fn(cfg).items()}
+    enc = cfg.model.pretransform.config.encoder
+    parts = {"conditioners": conditioners(cfg.conditioning), "dit": dit(cfg.dit),
+             "decoder": decoder(cfg.decoder), "encoder": encoder(enc.config if enc else None)}
+    return {PREFIXES[name] + k: shape for name, keys in parts.items() for k, shape in keys.items()}

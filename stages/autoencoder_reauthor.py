@@ -1,0 +1,27 @@
+"""Stage `autoencoder_reauthor`: decoder shard → re-authored decoder → torch.export → decoder.pt2."""
+import logging
+
+import torch
+
+from pipeline.config import OobleckDecoderConfig
+from stages.models import layout, shards
+from stages.models.decoder import Decoder
+
+log = logging.getLogger("sao.autoencoder_reauthor")
+
+
+def build(shard_path):
+    tensors, config = shards.read(shard_path)
+    cfg = OobleckDecoderConfig.model_validate(config["decoder"])
+    model = Decoder(cfg, config["scale"]).eval()
+    shards.load_strict(model, tensors, layout.decoder(cfg), shard_path)
+    g = torch.Generator().manual_seed(0)
+    return model, {"latent": torch.randn(1, cfg.latent_dim, config["latent_frames"], generator=g)}
+
+
+def run(inputs, outputs, config):
+    model, example = build(inputs["shard"])
+    with torch.no_grad():
+        ep = torch.export.export(model, (), kwargs=example, strict=True)
+    torch.export.save(ep, outputs["pt2"])
+    log.info("exported %d graph nodes", len(ep.graph.nodes))
