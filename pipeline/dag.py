@@ -8,6 +8,7 @@ from .core import Stage
 MODELS = "stages/models"
 TORCH = ("torch", "safetensors")
 MODEL_CODE = (f"{MODELS}/layout.py", f"{MODELS}/shards.py", "pipeline/config.py")
+COND_CODE = (*MODEL_CODE, f"{MODELS}/conditioners.py")
 DIT_CODE = (*MODEL_CODE, f"{MODELS}/dit.py")
 DECODER_CODE = (*MODEL_CODE, f"{MODELS}/decoder.py")
 VERIFY_CODE = ("pipeline/parity.py", "runtime/litert.py", "runtime/ping_pong.py")
@@ -43,6 +44,27 @@ def stages(p: Profile) -> list[Stage]:
         Stage("checkpoint", "Validate the checkpoint against model_config.json; split it into shards",
               "checkpoint", inputs={"model_config": src["model_config"], "checkpoint": src["checkpoint"]},
               outputs=shards, code=(f"{MODELS}/layout.py", "pipeline/config.py"), tools=TORCH),
+
+        Stage("conditioners_onnx", "Export T5 + seconds_total embedder to ONNX (legacy exporter, fixed shapes)",
+              "conditioners_onnx", inputs={"shard": shards["conditioners"], "t5_config": src["t5_config"],
+                                           "t5_weights": src["t5_weights"]},
+              outputs={"onnx": cond / "conditioners.onnx"}, config={"opset": p.conditioners.opset},
+              code=COND_CODE, tools=(*TORCH, "transformers", "onnx")),
+        Stage("conditioners_tflite", "onnx2tf: conditioners.onnx → float32 and float16 .tflite",
+              "conditioners_tflite", inputs={"onnx": cond / "conditioners.onnx"},
+              outputs={"float32": cond / "conditioners_float32.tflite",
+                       "float16": cond / "conditioners_float16.tflite"},
+              config={"onnx2tf_args": p.conditioners.onnx2tf_args},
+              tools=("onnx2tf", "tensorflow-cpu", "tf-keras", "onnx", "onnxsim", "onnxruntime")),
+        Stage("verify_conditioners", "Compare both conditioner .tflite files with PyTorch; fail past tolerance",
+              "verify_conditioners", inputs={"shard": shards["conditioners"], "t5_config": src["t5_config"],
+                                             "t5_weights": src["t5_weights"], "spiece": src["spiece"],
+                                             "float32": cond / "conditioners_float32.tflite",
+                                             "float16": cond / "conditioners_float16.tflite"},
+              outputs={"report": rep / "parity_conditioners.json"},
+              config=p.conditioners.model_dump(exclude={"opset", "onnx2tf_args"}),
+              code=(*COND_CODE, "stages/conditioners_onnx.py", "runtime/tokenizer.py", *VERIFY_CODE),
+              tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece")),
 
         Stage("dit_reauthor", "Load the DiT shard into the re-authored DiT; torch.export it",
               "dit_reauthor", inputs={"shard": shards["dit"]}, outputs={"pt2": dit / "dit.pt2"},

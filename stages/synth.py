@@ -23,11 +23,11 @@ DATA = Path(__file__).parent / "data"
 # as in the real model (64 of 128); five decoder strides still multiply to 2048.
 TINY = {
     "sample_size": 16 * 2048,
-    "cond_dim": 64, "t5_max_length": 64,
+    "cond_dim": 96, "t5_max_length": 64,
     "dit": {"io_channels": 16, "embed_dim": 128, "depth": 2, "num_heads": 2,
-            "cond_token_dim": 64, "global_cond_dim": 64},
+            "cond_token_dim": 96, "global_cond_dim": 96},
     "ae": {"channels": 8, "latent_dim": 16},
-    "t5": {"d_model": 64, "d_kv": 16, "num_heads": 4, "d_ff": 128, "num_layers": 2},
+    "t5": {"d_model": 96, "d_kv": 24, "num_heads": 4, "d_ff": 192, "num_layers": 2},
     "spm_vocab": 384,
 }
 T5_BASE = {"d_model": 768, "d_kv": 64, "num_heads": 12, "d_ff": 3072, "num_layers": 12,

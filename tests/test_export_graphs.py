@@ -23,7 +23,9 @@ def _load(module, keys):
 
 def test_dit_export_strict_clean():
     dit = _load(DiT(CFG.dit, CFG.latent_frames), layout.dit(CFG.dit))
-    args = (torch.randn(1, 16, CFG.latent_frames), torch.tensor([0.5]), torch.randn(1, 65, 64), torch.randn(1, 64))
+    d = CFG.dit.cond_token_dim
+    args = (torch.randn(1, CFG.dit.io_channels, CFG.latent_frames), torch.tensor([0.5]),
+            torch.randn(1, 65, d), torch.randn(1, d))
     ep = torch.export.export(dit, args, strict=True)
     ops = _ops(ep)
     text = " ".join(ops)

@@ -75,10 +75,11 @@ def test_dit_uses_global_cond():
     cfg = CONFIGS["tiny"]
     ours = DiT(cfg.dit, cfg.latent_frames).eval()
     ours.load_state_dict(_weights(layout.dit(cfg.dit)), strict=True)
-    x, cross = torch.randn(1, 16, cfg.latent_frames), torch.randn(1, 65, 64)
+    d = cfg.dit.global_cond_dim
+    x, cross = torch.randn(1, cfg.dit.io_channels, cfg.latent_frames), torch.randn(1, 65, d)
     with torch.no_grad():
-        a = ours(x, torch.tensor([0.5]), cross, torch.zeros(1, 64))
-        b = ours(x, torch.tensor([0.5]), cross, torch.ones(1, 64))
+        a = ours(x, torch.tensor([0.5]), cross, torch.zeros(1, d))
+        b = ours(x, torch.tensor([0.5]), cross, torch.ones(1, d))
     assert _max_abs(a, b) > 1e-2
 
 
