@@ -31,8 +31,13 @@ def stages(p: Profile) -> list[Stage]:
     src = source_files(p)
     o = p.out
     shards = {k: o / "shards" / f"{k}.safetensors" for k in ("conditioners", "dit", "decoder")}
+    facts = o / "shards" / "source.json"  # checkpoint hash + audio facts, for the manifest
     t5 = {k: src[k] for k in ("t5_config", "t5_weights", "spiece")}
     cond, dit, ae, rep = o / "conditioners", o / "dit", o / "autoencoder", o / "reports"
+    finals = {"conditioners_float32.tflite": cond / "conditioners_float32.tflite",
+              "conditioners_float16.tflite": cond / "conditioners_float16.tflite",
+              "dit_model.tflite": dit / "dit_model.tflite",
+              "autoencoder_model.tflite": ae / "autoencoder_model.tflite", "spiece.model": src["spiece"]}
     table = []
     if not isinstance(p.source, FileSource):
         table.append(Stage(
@@ -43,7 +48,8 @@ def stages(p: Profile) -> list[Stage]:
     table += [
         Stage("checkpoint", "Validate the checkpoint against model_config.json; split it into shards",
               "checkpoint", inputs={"model_config": src["model_config"], "checkpoint": src["checkpoint"]},
-              outputs=shards, code=(f"{MODELS}/layout.py", "pipeline/config.py"), tools=TORCH),
+              outputs={**shards, "source": facts}, code=(f"{MODELS}/layout.py", "pipeline/config.py"),
+              tools=TORCH),
 
         Stage("conditioners_onnx", "Export T5 + seconds_total embedder to ONNX (legacy exporter, fixed shapes)",
               "conditioners_onnx", inputs={"shard": shards["conditioners"], "t5_config": src["t5_config"],
@@ -94,9 +100,20 @@ def stages(p: Profile) -> list[Stage]:
               outputs={"report": rep / "parity_autoencoder.json"}, config=p.autoencoder.model_dump(),
               code=(*DECODER_CODE, "stages/autoencoder_reauthor.py", *VERIFY_CODE),
               tools=(*TORCH, "ai-edge-litert")),
+
+        Stage("collect", "Collect the app bundle (the Arm audiogen layout) and write manifest.json",
+              "collect", inputs={**{f: finals[f] for f in BUNDLE}, "source": facts},
+              outputs={**{f: o / "bundle" / f for f in BUNDLE}, "manifest.json": o / "bundle" / "manifest.json"},
+              config={"profile": p.name, "steps": p.generate.steps},
+              code=("pipeline/hashing.py", "runtime/litert.py", "runtime/ping_pong.py"),
+              tools=("ai-edge-litert",),
+              task_dep=("verify_conditioners", "verify_dit", "verify_autoencoder")),
     ]
     return table
 
+
+BUNDLE = ("conditioners_float32.tflite", "conditioners_float16.tflite", "dit_model.tflite",
+          "autoencoder_model.tflite", "spiece.model")
 
 # Targets that name a final artifact rather than a step.
 ALIASES = {"dit_tflite": ("The final (quantized) DiT file", ["dit_quantize"])}

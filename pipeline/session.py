@@ -51,5 +51,6 @@ def doit_config(profile: Profile) -> dict:
         "check_file_uptodate": XXH3Checker,
         "par_type": "thread",            # actions only wait on stage subprocesses
         "verbosity": 2,
+        "default_tasks": ["collect"],    # and, through its dependencies, everything
         "action_string_formatting": "new",
     }

@@ -11,7 +11,9 @@ import zipfile
 from pathlib import Path
 
 from pipeline.config import load_model_config
+from pipeline.atomic import write_json
 from pipeline.errors import InputError
+from pipeline.hashing import file_digest
 from stages.models import layout
 
 log = logging.getLogger("sao.checkpoint")
@@ -82,3 +84,9 @@ def run(inputs: dict, outputs: dict, config: dict):
         save_file(shard, outputs[name], metadata=meta)
         log.info("%s shard: %d tensors, %.2f MB", name, len(shard),
                  sum(t.numel() * t.element_size() for t in shard.values()) / 1e6)
+    write_json(outputs["source"], {
+        "checkpoint": Path(inputs["checkpoint"]).name, "checkpoint_xxh3_128": file_digest(inputs["checkpoint"]),
+        "sample_rate": cfg.sample_rate, "audio_channels": cfg.audio_channels,
+        "latent_frames": cfg.latent_frames, "latent_channels": cfg.dit.io_channels,
+        "samples": cfg.latent_frames * cfg.model.pretransform.config.downsampling_ratio,
+        "prompt_tokens": cfg.conditioning.t5.config.max_length})

@@ -1,0 +1,57 @@
+"""`sao-litert generate …`: prompt → WAV from a bundle, timing each stage like the app does."""
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .generate import BundleError, Request, generate, load_manifest, write_wav
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="sao-litert")
+    sub = p.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="text → 44.1 kHz stereo WAV from a LiteRT bundle")
+    g.add_argument("--bundle", type=Path, required=True)
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--seconds", type=float, default=10.0)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--steps", type=int, default=8)
+    g.add_argument("--threads", type=int, default=2)
+    g.add_argument("--out", type=Path, required=True)
+    g.add_argument("--reference", metavar="PROFILE", type=Path,
+                   help="also run the PyTorch modules of this built profile with the same noise; report SNR")
+    g.add_argument("--report", type=Path, help="write timings (and reference SNRs) as JSON here")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    log = logging.getLogger("sao.generate")
+    req = Request(args.prompt, args.seconds, args.seed, args.steps, args.threads)
+    try:
+        from . import ping_pong
+        manifest = load_manifest(args.bundle)
+        noise = ping_pong.noises(req.seed, manifest["sampler"]["latent_shape"], max(req.steps, 1))
+        audio, latent, times = generate(args.bundle, req, noise)
+        write_wav(args.out, audio, manifest["audio"]["sample_rate"])
+        log.info("wrote %s: %d samples x %d channels at %d Hz", args.out, audio.shape[1], audio.shape[0],
+                 manifest["audio"]["sample_rate"])
+        report = {"times_s": times}
+        if args.reference:
+            from .reference import generate as reference, snr_db
+            ref_audio, ref_latent = reference(args.reference, req, noise)
+            report["snr_db"] = {"latent": snr_db(ref_latent, latent), "audio": snr_db(ref_audio, audio)}
+            log.info("LiteRT vs PyTorch: latent SNR %.1f dB, audio SNR %.1f dB",
+                     report["snr_db"]["latent"], report["snr_db"]["audio"])
+        if args.report:
+            args.report.write_text(json.dumps(report, indent=2) + "\n")
+    except (BundleError, ValueError, OSError) as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

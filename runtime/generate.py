@@ -1,0 +1,108 @@
+"""Text → WAV from the LiteRT bundle alone (LiteRT + sentencepiece + numpy; no torch)."""
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import ping_pong
+from .litert import Model
+from .tokenizer import Tokenizer
+
+log = logging.getLogger("sao.generate")
+
+
+class BundleError(Exception):
+    """Bad input to generate: one line, exit 2."""
+
+
+@dataclass
+class Request:
+    prompt: str
+    seconds: float
+    seed: int = 0
+    steps: int = 8
+    threads: int = 2
+
+
+def load_manifest(bundle: Path) -> dict:
+    path = Path(bundle) / "manifest.json"
+    if not path.is_file():
+        raise BundleError(f"{path}: missing (is --bundle an artifacts/<profile>/bundle folder?)")
+    manifest = json.loads(path.read_text())
+    from pipeline.hashing import file_digest  # xxhash only
+    for name, entry in manifest["files"].items():
+        f = Path(bundle) / name
+        if not f.is_file():
+            raise BundleError(f"{f}: missing bundle file")
+        if file_digest(f) != entry["xxh3_128"]:
+            raise BundleError(f"{f}: xxh3_128 does not match manifest.json (file changed or corrupt)")
+    return manifest
+
+
+def check(req: Request, tok: Tokenizer):
+    if not req.prompt.strip():
+        raise BundleError("--prompt: empty prompt")
+    n = len(tok.pieces(req.prompt))
+    if n > tok.length - 1:
+        raise BundleError(f"--prompt: {n} tokens; the model takes at most {tok.length - 1}")
+    if not np.isfinite(req.seconds):
+        raise BundleError("--seconds: must be a finite number")
+    if req.steps < 1:
+        raise BundleError("--steps: must be >= 1")
+
+
+def generate(bundle, req: Request, noise=None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(audio [channels, samples], final latent, seconds per stage)."""
+    bundle = Path(bundle)
+    manifest = load_manifest(bundle)
+    tok = Tokenizer(bundle / "spiece.model", manifest["tokenizer"]["length"])
+    check(req, tok)
+    times = {}
+    t0 = time.perf_counter()
+    cond_model = Model(bundle / "conditioners_float32.tflite", req.threads)
+    dit = Model(bundle / "dit_model.tflite", req.threads)
+    decoder = Model(bundle / "autoencoder_model.tflite", req.threads)
+    times["load"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ids, mask = tok(req.prompt)
+    cond = cond_model(input_ids=ids, attention_mask=mask, seconds_total=np.array([req.seconds], np.float32))
+    times["conditioners"] = time.perf_counter() - t0
+    log.info("conditioners: %.3f s", times["conditioners"])
+
+    shape = manifest["sampler"]["latent_shape"]
+    noise = noise if noise is not None else ping_pong.noises(req.seed, shape, req.steps)
+    cross, glob = cond["cross_attention_input"], cond["global_cond"]
+
+    def velocity(x, t):
+        (v,) = dit(x=x, t=np.array([t], np.float32), cross_attn_cond=cross, global_cond=glob).values()
+        return v
+
+    t0 = time.perf_counter()
+    latent = ping_pong.sample(velocity, noise, req.steps,
+                              on_step=lambda i: log.info("dit step %d/%d", i + 1, req.steps))
+    times["dit_total"] = time.perf_counter() - t0
+    times["dit_step"] = times["dit_total"] / req.steps
+    log.info("dit: %.3f s (%.3f s/step)", times["dit_total"], times["dit_step"])
+
+    t0 = time.perf_counter()
+    (audio,) = decoder(latent=latent).values()
+    times["decoder"] = time.perf_counter() - t0
+    log.info("decoder: %.3f s", times["decoder"])
+    return audio.reshape(audio.shape[-2], audio.shape[-1]), latent, times
+
+
+def write_wav(path, audio: np.ndarray, sample_rate: int):
+    """32-bit float stereo WAV (as the Arm app), written to a temporary name then renamed."""
+    import soundfile as sf
+    path = Path(path)
+    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
+    try:
+        sf.write(tmp, audio.T, sample_rate, subtype="FLOAT", format="WAV")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
