@@ -28,8 +28,15 @@ def executed(output: str) -> set[str]:
 
 @pytest.fixture(scope="session")
 def default_build():
-    """The default profile, built (once per session) up to the given targets."""
+    """The default profile, built (once per session) through its shards."""
     doit("checkpoint")
+    return REPO / "artifacts" / "default"
+
+
+@pytest.fixture(scope="session")
+def default_bundle():
+    """The default profile built end to end (plain `doit`)."""
+    doit()
     return REPO / "artifacts" / "default"
 
 

@@ -1,0 +1,92 @@
+"""The bundle: manifest vs the files themselves, and text → WAV matched against PyTorch."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import xxhash
+
+from conftest import REPO
+
+
+def test_manifest_matches_tflite_files(default_bundle):
+    from ai_edge_litert.interpreter import Interpreter
+    bundle = default_bundle / "bundle"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"conditioners_float32.tflite", "conditioners_float16.tflite",
+                                      "dit_model.tflite", "autoencoder_model.tflite", "spiece.model"}
+    for name, entry in manifest["files"].items():
+        data = (bundle / name).read_bytes()
+        assert entry["bytes"] == len(data)
+        assert entry["xxh3_128"] == xxhash.xxh3_128_hexdigest(data)
+    for name, desc in manifest["models"].items():
+        it = Interpreter(model_path=str(bundle / name))
+        sig = it.get_signature_list()[desc["signature"]]
+        assert sorted(sig["inputs"]) == [i["name"] for i in desc["inputs"]]
+        assert sorted(sig["outputs"]) == [o["name"] for o in desc["outputs"]]
+        runner = it.get_signature_runner(desc["signature"])
+        for kind, details in (("inputs", runner.get_input_details()), ("outputs", runner.get_output_details())):
+            for row in desc[kind]:
+                d = details[row["name"]]
+                assert row["index"] == d["index"] and row["shape"] == list(d["shape"])
+                assert row["dtype"] == np.dtype(d["dtype"]).name
+    audio = manifest["models"]["autoencoder_model.tflite"]["outputs"][0]["shape"]
+    assert audio == manifest["audio"]["decoder_output_shape"]
+
+
+def _generate(bundle, *args, out=None):
+    cmd = [sys.executable, "-m", "runtime.cli", "generate", "--bundle", str(bundle), *args]
+    if out:
+        cmd += ["--out", str(out)]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+
+
+def test_generate_wav_matches_pytorch(default_bundle, tmp_path):
+    wav, report = tmp_path / "out.wav", tmp_path / "r.json"
+    r = _generate(default_bundle / "bundle", "--prompt", "warm analog synth pad", "--seconds", "10",
+                  "--seed", "3", "--reference", str(REPO / "profiles/default.toml"), "--report", str(report), out=wav)
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((default_bundle / "bundle/manifest.json").read_text())
+    info = sf.info(str(wav))
+    assert (info.samplerate, info.channels, info.frames) == (44100, 2, manifest["audio"]["samples"])
+    snr = json.loads(report.read_text())["snr_db"]
+    assert snr["latent"] >= 20, snr
+    for stage in ("conditioners", "dit", "decoder"):
+        assert f"{stage}:" in r.stdout
+
+
+def test_generate_imports_no_torch(default_bundle, tmp_path):
+    code = ("import sys; from runtime.generate import generate, Request; "
+            f"generate({str(default_bundle / 'bundle')!r}, Request('rain', 5.0, steps=2)); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prompt", ""], "--prompt: empty prompt"),
+    (["--prompt", "loop " * 200], "tokens; the model takes at most 63"),
+    (["--prompt", "x", "--seconds", "ten"], "argument --seconds: invalid float value"),
+    (["--prompt", "x", "--steps", "0"], "--steps: must be >= 1"),
+])
+def test_generate_bad_arguments(default_bundle, tmp_path, args, message):
+    wav = tmp_path / "out.wav"
+    r = _generate(default_bundle / "bundle", *args, out=wav)
+    assert r.returncode == 2 and message in r.stderr
+    assert not wav.exists() and not list(tmp_path.iterdir())
+
+
+def test_generate_bad_bundle(default_bundle, tmp_path):
+    import shutil
+    bundle = tmp_path / "bundle"
+    shutil.copytree(default_bundle / "bundle", bundle)
+    (bundle / "dit_model.tflite").write_bytes((bundle / "dit_model.tflite").read_bytes()[:-1] + b"\0")
+    r = _generate(bundle, "--prompt", "x", out=tmp_path / "a.wav")
+    assert r.returncode == 2 and "dit_model.tflite: xxh3_128 does not match" in r.stderr
+    shutil.copyfile(default_bundle / "bundle/dit_model.tflite", bundle / "dit_model.tflite")
+    (bundle / "spiece.model").unlink()
+    r = _generate(bundle, "--prompt", "x", out=tmp_path / "a.wav")
+    assert r.returncode == 2 and "spiece.model: missing bundle file" in r.stderr
+    assert not (tmp_path / "a.wav").exists()

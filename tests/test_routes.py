@@ -1,0 +1,100 @@
+"""The conversion routes on the default profile: verify stages pass, and fail on wrong input."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import doit, executed
+from pipeline.parity import ParityError
+from runtime.litert import Model
+from stages import verify_conditioners, verify_dit, verify_autoencoder
+from pipeline.config import ConditionersSettings, DitSettings, AutoencoderSettings
+
+
+def _cond_inputs(a):
+    return {"shard": a / "shards/conditioners.safetensors", "t5_config": a / "inputs/t5/config.json",
+            "spiece": a / "inputs/t5/spiece.model", "float32": a / "conditioners/conditioners_float32.tflite",
+            "float16": a / "conditioners/conditioners_float16.tflite"}
+
+
+def test_reports_written_and_passing(default_bundle):
+    for name in ("conditioners", "dit", "autoencoder"):
+        report = json.loads((default_bundle / f"reports/parity_{name}.json").read_text())
+        assert report["pass"] is True and all(c["pass"] for c in report["checks"]), name
+    dit = json.loads((default_bundle / "reports/parity_dit.json").read_text())
+    assert dit["quantized"]["worst"]["snr_db"] >= 28
+    assert (default_bundle / "conditioners/conditioners.onnx").stat().st_size > 0
+    assert not list((default_bundle / "conditioners").glob("*.pb")), "onnx2tf work files belong in work/"
+
+
+def test_conditioners_onnx_is_opset_15_with_names(default_bundle):
+    import onnx
+    m = onnx.load(str(default_bundle / "conditioners/conditioners.onnx"))
+    assert {o.domain: o.version for o in m.opset_import}[""] == 15
+    assert [i.name for i in m.graph.input] == ["input_ids", "attention_mask", "seconds_total"]
+    assert [o.name for o in m.graph.output] == ["cross_attention_input", "cross_attention_mask", "global_cond"]
+
+
+def test_verify_conditioners_fails_on_corrupt_tflite(default_bundle, tmp_path):
+    inputs = _cond_inputs(default_bundle)
+    bad = tmp_path / "conditioners_float16.tflite"
+    data = bytearray(inputs["float16"].read_bytes())
+    data[len(data) // 2: len(data) // 2 + 4096] = bytes(4096)  # zero a block of weights
+    bad.write_bytes(bytes(data))
+    cfg = ConditionersSettings().model_dump(exclude={"opset", "onnx2tf_args"})
+    with pytest.raises(Exception):
+        verify_conditioners.run({**inputs, "float16": bad}, {"report": tmp_path / "r.json"}, cfg)
+
+
+def test_verify_conditioners_fails_on_impossible_tolerance(default_bundle, tmp_path):
+    cfg = ConditionersSettings(max_rel_fp32=1e-12).model_dump(exclude={"opset", "onnx2tf_args"})
+    with pytest.raises(ParityError, match="float32 cross_attention_input"):
+        verify_conditioners.run(_cond_inputs(default_bundle), {"report": tmp_path / "r.json"}, cfg)
+    assert json.loads((tmp_path / "r.json").read_text())["pass"] is False
+
+
+def test_missing_float16_fails_the_build(default_build, tmp_path, scratch_profile):
+    # `--help` makes onnx2tf exit 0 having written nothing: the task must still fail.
+    d = default_build / "inputs"
+    profile = scratch_profile(f'[source]\nkind = "files"\nmodel_config_json = "{d}/model_config.json"\n'
+                              f'checkpoint = "{d}/model.ckpt"\nt5_dir = "{d}/t5"\n'
+                              '[conditioners]\nonnx2tf_args = ["--help"]\n')
+    r = doit("conditioners_tflite", profile=profile, check=False)
+    assert r.returncode != 0
+    assert "did not write conditioners_float32.tflite, conditioners_float16.tflite" in r.stdout
+    out = default_build.parent / profile.stem / "conditioners"
+    assert not (out / "conditioners_float16.tflite").exists()
+
+
+def test_verify_dit_fails_on_wrong_artifact(default_bundle, tmp_path):
+    a = default_bundle / "dit"
+    inputs = {"shard": default_bundle / "shards/dit.safetensors",
+              "float32": a / "dit_model.tflite",  # the int8 file posing as float32
+              "quantized": a / "dit_model.tflite"}
+    with pytest.raises(ParityError, match="float32 rel. max-abs error"):
+        verify_dit.run(inputs, {"report": tmp_path / "r.json"}, DitSettings().model_dump())
+
+
+def test_verify_autoencoder_fails_on_wrong_artifact(default_bundle, tmp_path):
+    bad = tmp_path / "autoencoder_model.tflite"
+    data = bytearray((default_bundle / "autoencoder/autoencoder_model.tflite").read_bytes())
+    data[-20000:-16000] = bytes(4000)
+    bad.write_bytes(bytes(data))
+    with pytest.raises(Exception):
+        verify_autoencoder.run({"shard": default_bundle / "shards/decoder.safetensors", "tflite": bad},
+                               {"report": tmp_path / "r.json"}, AutoencoderSettings().model_dump())
+
+
+def test_dit_tflite_output_depends_on_global_cond(default_bundle):
+    m = Model(default_bundle / "dit/dit_model.tflite")
+    g = np.random.default_rng(0)
+    feed = {n: g.standard_normal(d["shape"]).astype(np.float32) for n, d in m.inputs.items()}
+    feed["t"] = np.array([0.5], np.float32)
+    (a,) = m(**feed).values()
+    (b,) = m(**{**feed, "global_cond": feed["global_cond"] + 1.0}).values()
+    assert np.abs(a - b).max() > 1e-2
+
+
+def test_dit_tflite_alias_is_up_to_date_after_build(default_bundle):
+    assert executed(doit("dit_tflite").stdout) == set()
