@@ -1,0 +1,103 @@
+"""Scripted edits on a built profile; doit's own output says which tasks ran (scenarios a–i).
+The tests share one built profile and run in file order."""
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, doit, executed
+from pipeline.hashing import file_digest
+
+DIT_CHAIN = {"dit_reauthor", "dit_convert", "dit_quantize", "verify_dit"}
+AE_CHAIN = {"autoencoder_reauthor", "autoencoder_convert", "verify_autoencoder"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, default_build):
+    tmp = tmp_path_factory.mktemp("incr")
+    model = tmp / "model"
+    shutil.copytree(default_build / "inputs", model)
+    name = "t_incremental"
+    profile = tmp / f"{name}.toml"
+    head = (f'[source]\nkind = "files"\nmodel_config_json = "{model}/model_config.json"\n'
+            f'checkpoint = "{model}/model.ckpt"\nt5_dir = "{model}/t5"\n')
+    profile.write_text(head)
+    shutil.rmtree(REPO / "artifacts" / name, ignore_errors=True)
+    out = doit(profile=profile).stdout
+    assert "collect" in executed(out)
+    yield {"profile": profile, "head": head, "model": model, "out": REPO / "artifacts" / name}
+    shutil.rmtree(REPO / "artifacts" / name, ignore_errors=True)
+
+
+def run(built, *args, env=None):
+    return executed(doit(*args, profile=built["profile"], env=env).stdout)
+
+
+def test_a_nothing_changed(built):
+    assert run(built) == set()
+
+
+def test_b_checkpoint_touched(built):
+    os.utime(built["model"] / "model.ckpt")
+    assert run(built) == set()
+
+
+def test_c_one_dit_tensor(built):
+    ckpt = built["model"] / "model.ckpt"
+    sd = torch.load(ckpt, weights_only=True)
+    key = "model.model.transformer.layers.1.cross_attn.to_q.weight"
+    sd["state_dict"][key] = sd["state_dict"][key] * 0.9
+    torch.save(sd, ckpt)
+    assert run(built) == {"checkpoint", *DIT_CHAIN, "collect"}
+
+
+def test_d_dit_only_profile_field(built):
+    built["profile"].write_text(built["head"] + "[dit]\nmin_snr_quant_db = 20.0\n")
+    assert run(built) == {"verify_dit"}  # no artifact bytes change, so the manifest stays
+
+
+def test_e_quant_recipe(built):
+    built["profile"].write_text(built["head"] + '[dit]\nmin_snr_quant_db = 20.0\nquant_recipe = "weight_only_wi8_afp32"\n')
+    assert run(built) == {"dit_quantize", "verify_dit", "collect"}
+
+
+def test_f_decoder_source_edited(built):
+    src = REPO / "stages" / "models" / "decoder.py"
+    text = src.read_text()
+    try:
+        src.write_text(text + "\n# edited by test_f\n")
+        ran = run(built)
+    finally:
+        src.write_text(text)
+    assert {"autoencoder_reauthor", "verify_autoencoder"} <= ran <= AE_CHAIN | {"collect"}
+    run(built)  # back to the committed source
+
+
+def test_g_onnx2tf_options(built):
+    body = built["profile"].read_text()
+    built["profile"].write_text(body + '[conditioners]\nonnx2tf_args = ["-kat", "input_ids", "attention_mask", "seconds_total", "-v", "error"]\n')
+    ran = run(built)
+    assert "conditioners_tflite" in ran
+    assert ran <= {"conditioners_tflite", "verify_conditioners", "collect"}
+
+
+def test_h_one_target_deleted(built):
+    f = built["out"] / "dit" / "dit_float32.tflite"
+    before = file_digest(f)
+    f.unlink()
+    ran = run(built)
+    if file_digest(f) == before:  # conversion is deterministic: nothing downstream is stale
+        assert ran == {"dit_convert"}
+    else:
+        assert ran == {"dit_convert", "dit_quantize", "verify_dit", "collect"}
+
+
+def test_i_toolchain_version(built):
+    env = {"SAO_LITERT_TOOLCHAIN_OVERRIDE": json.dumps({"onnx2tf": "9.9.9"})}
+    ran = run(built, env=env)
+    assert "conditioners_tflite" in ran
+    assert ran <= {"conditioners_tflite", "verify_conditioners", "collect"}
+    assert run(built, env=env) == set()
