@@ -22,3 +22,4 @@ def task_stages():
         yield to_task(stage, profile.path, profile.out / "logs")
     for name, (doc, deps) in ALIASES.items():
         yield {"basename": name, "doc": doc, "actions": None, "task_dep": deps}
+    yield session.generate_task(profile)

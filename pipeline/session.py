@@ -52,5 +52,26 @@ def doit_config(profile: Profile) -> dict:
         "par_type": "thread",            # actions only wait on stage subprocesses
         "verbosity": 2,
         "default_tasks": ["collect"],    # and, through its dependencies, everything
+        "cleanall": True,                # `doit clean`: every task's targets, and forget them
+        "cleanforget": True,
         "action_string_formatting": "new",
     }
+
+
+def generate_task(profile: Profile) -> dict:
+    """`doit generate --prompt … --seconds … --seed … --steps … --out …` on this profile's bundle."""
+    import subprocess
+    from doit.exceptions import TaskFailed
+
+    def action(prompt, seconds, seed, steps, out):
+        cmd = [sys.executable, "-m", "runtime.cli", "generate", "--bundle", str(profile.out / "bundle"),
+               "--prompt", prompt, "--seconds", str(seconds), "--seed", str(seed), "--steps", str(steps),
+               "--out", out]
+        rc = subprocess.call(cmd)
+        return TaskFailed(f"generate failed (exit {rc})") if rc else None
+
+    params = [("prompt", str, "warm analog synth pad"), ("seconds", float, 10.0), ("seed", int, 0),
+              ("steps", int, profile.generate.steps), ("out", str, str(profile.out / "generated.wav"))]
+    return {"basename": "generate", "doc": "Prompt → WAV from the bundle (--prompt --seconds --seed --steps --out)",
+            "actions": [action], "task_dep": ["collect"], "uptodate": [False], "verbosity": 2,
+            "params": [{"name": n, "long": n, "type": t, "default": d} for n, t, d in params]}

@@ -52,3 +52,15 @@ def test_missing_profile_is_one_clear_error(tmp_path):
     r = doit(profile=tmp_path / "nope.toml", check=False)
     assert r.returncode == 2
     assert r.stdout.strip() == f"error: {tmp_path / 'nope.toml'}: file not found"
+
+
+def test_clean_removes_profile_artifacts_only(tmp_path, default_build, scratch_profile):
+    profile, model = _files_profile(tmp_path, default_build, scratch_profile)
+    doit("checkpoint", profile=profile)
+    shards = default_build.parent / profile.stem / "shards"
+    assert (shards / "dit.safetensors").exists()
+    doit("clean", profile=profile)
+    assert not (shards / "dit.safetensors").exists()
+    assert (model / "model.ckpt").exists()                     # the user's inputs stay
+    assert (default_build / "shards" / "dit.safetensors").exists()  # other profiles stay
+    assert executed(doit("checkpoint", profile=profile).stdout) == {"checkpoint"}
