@@ -86,3 +86,14 @@ def test_t5_folder_without_spiece(tmp_path, default_build, scratch_profile):
     r = doit("verify_conditioners", profile=profile, check=False)
     assert r.returncode != 0
     assert "spiece.model" in r.stdout and "verify_conditioners" in r.stdout
+
+
+def test_parallel_clean_build_equals_serial_build(default_bundle, scratch_profile):
+    """`doit -n 2` on a clean synthetic profile (same seed) gives the serial build's bytes."""
+    profile = scratch_profile('[source]\nkind = "synthetic"\nseed = 0\n')
+    doit("-n", "2", profile=profile)
+    import json
+    ours = json.loads((REPO / "artifacts" / profile.stem / "bundle" / "manifest.json").read_text())
+    serial = json.loads((default_bundle / "bundle" / "manifest.json").read_text())
+    assert ours["files"] == serial["files"]
+    assert ours["source"] == serial["source"]
