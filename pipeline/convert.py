@@ -1,5 +1,14 @@
-"""litert-torch conversion of a saved torch.export program (shared by the DiT and decoder)."""
+"""torch.export → .pt2 → litert-torch, shared by the DiT and decoder routes."""
 import time
+
+
+def export_pt2(model, example: dict, pt2_path, log):
+    """Strict torch.export with named (keyword) inputs; saved for conversion in another process."""
+    import torch
+    with torch.no_grad():
+        ep = torch.export.export(model, (), kwargs=example, strict=True)
+    torch.export.save(ep, str(pt2_path))
+    log.info("exported %d graph nodes", len(ep.graph.nodes))
 
 
 def pt2_to_tflite(pt2_path, tflite_path, log):

@@ -74,7 +74,7 @@ def stages(p: Profile) -> list[Stage]:
 
         Stage("dit_reauthor", "Load the DiT shard into the re-authored DiT; torch.export it",
               "dit_reauthor", inputs={"shard": shards["dit"]}, outputs={"pt2": dit / "dit.pt2"},
-              code=DIT_CODE, tools=TORCH),
+              code=(*DIT_CODE, "pipeline/convert.py"), tools=TORCH),
         Stage("dit_convert", "Convert the exported DiT to float32 LiteRT (litert-torch)",
               "dit_convert", inputs={"pt2": dit / "dit.pt2"}, outputs={"tflite": dit / "dit_float32.tflite"},
               code=("pipeline/convert.py",), tools=(*TORCH, "litert-torch", "ai-edge-litert")),
@@ -90,7 +90,7 @@ def stages(p: Profile) -> list[Stage]:
 
         Stage("autoencoder_reauthor", "Load the decoder shard (weight norm folded); torch.export it",
               "autoencoder_reauthor", inputs={"shard": shards["decoder"]}, outputs={"pt2": ae / "decoder.pt2"},
-              code=DECODER_CODE, tools=TORCH),
+              code=(*DECODER_CODE, "pipeline/convert.py"), tools=TORCH),
         Stage("autoencoder_convert", "Convert the exported decoder to float32 LiteRT (litert-torch)",
               "autoencoder_convert", inputs={"pt2": ae / "decoder.pt2"},
               outputs={"tflite": ae / "autoencoder_model.tflite"},

@@ -20,8 +20,5 @@ def build(shard_path):
 
 
 def run(inputs, outputs, config):
-    model, example = build(inputs["shard"])
-    with torch.no_grad():
-        ep = torch.export.export(model, (), kwargs=example, strict=True)
-    torch.export.save(ep, outputs["pt2"])
-    log.info("exported %d graph nodes", len(ep.graph.nodes))
+    from pipeline.convert import export_pt2
+    export_pt2(*build(inputs["shard"]), outputs["pt2"], log)
