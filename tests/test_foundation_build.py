@@ -28,7 +28,6 @@ def test_touch_and_dit_edit(tmp_path, default_build, scratch_profile):
     profile, model = _files_profile(tmp_path, default_build, scratch_profile)
     out = doit("checkpoint", profile=profile).stdout
     assert executed(out) == {"checkpoint"}
-    shards = tmp_path.parent / "x"
     name = profile.stem
     shard_dir = default_build.parent / name / "shards"
     before = {p.name: (file_digest(p), p.stat().st_mtime_ns) for p in shard_dir.iterdir()}
