@@ -44,29 +44,19 @@ def checker_throughput(size=1 << 30) -> dict:
             "ratio": res["xxh3_128"] / res["md5"]}
 
 
-def full_build(profile_path: Path) -> dict:
-    """Build a fresh copy of the profile; peak memory is the largest stage 'peak RSS'."""
-    name = f"bench_{load_profile(profile_path).name}"
-    copy = REPO / "artifacts" / f"{name}.toml"
-    copy.write_text(profile_path.read_text())
-    shutil.rmtree(REPO / "artifacts" / name, ignore_errors=True)
-    try:
-        seconds = _doit(f"profile={copy}")
-        peaks = {}
-        for log in (REPO / "artifacts" / name / "logs").glob("*.log"):
-            m = re.findall(r"peak RSS (\d+) MB", log.read_text())
-            if m:
-                peaks[log.stem] = int(m[-1])
-        return {"seconds": seconds, "peak_rss_mb": max(peaks.values()), "peak_stage": max(peaks, key=peaks.get)}
-    finally:
-        shutil.rmtree(REPO / "artifacts" / name, ignore_errors=True)
-        copy.unlink(missing_ok=True)
+def stage_figures(out: Path) -> dict:
+    """Seconds and peak RSS of every stage, from the 'done in' line of its log."""
+    figures = {}
+    for log in sorted((out / "logs").glob("*.log")):
+        m = re.findall(r"done in ([\d.]+) s, peak RSS (\d+) MB", log.read_text())
+        if m:
+            figures[log.stem] = {"seconds": float(m[-1][0]), "peak_rss_mb": int(m[-1][1])}
+    return figures
 
 
 def latency(profile_path: Path, threads=2) -> dict:
-    import numpy as np
-    import torch
-    torch.set_num_threads(threads)
+    """Per-stage seconds of the LiteRT bundle and the PyTorch modules on the same inputs, noise and
+    thread count (each run twice; the second, warm run counts), and LiteRT/PyTorch ratios."""
     from runtime import ping_pong
     from runtime.generate import Request, generate, load_manifest
     from runtime.reference import generate as reference
@@ -74,35 +64,47 @@ def latency(profile_path: Path, threads=2) -> dict:
     manifest = load_manifest(bundle)
     req = Request("warm analog synth pad", 10.0, 0, manifest["sampler"]["steps"], threads)
     noise = ping_pong.noises(0, manifest["sampler"]["latent_shape"], req.steps)
-    generate(bundle, req, noise)  # warm-up
-    lite = generate(bundle, req, noise)[2]
-    t0 = time.perf_counter()
-    reference(profile_path, req, noise)
-    torch_e2e = time.perf_counter() - t0
-    lite_e2e = lite["conditioners"] + lite["dit_total"] + lite["decoder"]
-    return {"threads": threads, "litert_s": {**lite, "end_to_end": lite_e2e},
-            "pytorch_end_to_end_s_incl_load": torch_e2e}
+    lite = [generate(bundle, req, noise)[2] for _ in range(2)][-1]
+    torch_ = [reference(profile_path, req, noise)[2] for _ in range(2)][-1]
+    for t in (lite, torch_):
+        t["end_to_end"] = t["conditioners"] + t["dit_total"] + t["decoder"]
+    return {"threads": threads, "steps": req.steps, "litert_s": lite, "pytorch_s": torch_,
+            "litert_over_pytorch": {k: lite[k] / torch_[k] for k in STAGES}}
+
+
+STAGES = ("conditioners", "dit_step", "decoder", "end_to_end")
 
 
 def main(argv):
+    """Everything is measured on a fresh copy of the profile (artifacts/bench_<name>), built once."""
     profile_path = Path(argv[0] if argv else REPO / "profiles" / "default.toml").resolve()
     profile = load_profile(profile_path)
-    _doit(f"profile={profile_path}")  # make sure the profile is built
-    noop = statistics.median(_doit(f"profile={profile_path}") for _ in range(3))
-    result = {"profile": profile.name, "noop_doit_s": noop, "checker": checker_throughput(),
-              "full_build": full_build(profile_path), "latency": latency(profile_path),
-              "sizes_bytes": {k: v["bytes"] for k, v in
-                              json.loads((profile.out / "bundle" / "manifest.json").read_text())["files"].items()}}
+    # Beside the original, so relative source paths still resolve; named after the file.
+    copy = profile_path.with_name(f"bench_{profile.name}.toml")
+    copy.write_text(re.sub(r"(?m)^name\s*=.*$", "", profile_path.read_text()))
+    bench = load_profile(copy)
+    shutil.rmtree(bench.out, ignore_errors=True)
+    try:
+        build_s = _doit(f"profile={copy}")
+        stages = stage_figures(bench.out)
+        peak = max(stages, key=lambda k: stages[k]["peak_rss_mb"])
+        noop = statistics.median(_doit(f"profile={copy}") for _ in range(3))
+        result = {"profile": profile.name, "noop_doit_s": noop, "checker": checker_throughput(),
+                  "full_build": {"seconds": build_s, "peak_rss_mb": stages[peak]["peak_rss_mb"], "peak_stage": peak,
+                                 "stages": stages},
+                  "latency": latency(copy),
+                  "sizes_bytes": {k: v["bytes"] for k, v in
+                                  json.loads((bench.out / "bundle" / "manifest.json").read_text())["files"].items()}}
+    finally:
+        shutil.rmtree(bench.out, ignore_errors=True)
+        copy.unlink(missing_ok=True)
     write_json(profile.out / "reports" / "bench.json", result)
-    c, b, lat = result["checker"], result["full_build"], result["latency"]["litert_s"]
+    c, b, lat = result["checker"], result["full_build"], result["latency"]
     rows = [("no-op doit", f"{noop:.3f} s"),
             ("xxh3 vs md5 (1 GiB)", f"{c['xxh3_gb_s']:.2f} vs {c['md5_gb_s']:.2f} GB/s = {c['ratio']:.1f}x"),
-            ("full build", f"{b['seconds']:.1f} s, peak {b['peak_rss_mb']} MB ({b['peak_stage']})"),
-            ("LiteRT conditioners", f"{lat['conditioners'] * 1e3:.1f} ms"),
-            ("LiteRT DiT step", f"{lat['dit_step'] * 1e3:.1f} ms"),
-            ("LiteRT decoder", f"{lat['decoder'] * 1e3:.1f} ms"),
-            ("LiteRT end to end", f"{lat['end_to_end'] * 1e3:.1f} ms"),
-            ("PyTorch end to end (+load)", f"{result['latency']['pytorch_end_to_end_s_incl_load'] * 1e3:.1f} ms")]
+            ("full build", f"{b['seconds']:.1f} s, peak {b['peak_rss_mb']} MB ({b['peak_stage']})")]
+    rows += [(f"{k} LiteRT / PyTorch", f"{lat['litert_s'][k] * 1e3:.1f} / {lat['pytorch_s'][k] * 1e3:.1f} ms "
+              f"= {lat['litert_over_pytorch'][k]:.2f}") for k in STAGES]
     rows += [(f"size {k}", f"{v / 1e6:.2f} MB") for k, v in result["sizes_bytes"].items()]
     for k, v in rows:
         print(f"{k:<30} {v}")

@@ -3,7 +3,7 @@ import json
 import math
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -225,6 +225,9 @@ class SyntheticSource(_Strict):
     preset: Literal["tiny", "real"] = "tiny"
 
 
+T5_FILES = ("config.json", "model.safetensors", "spiece.model")
+
+
 class FileSource(_Strict):
     """A model on local disk (the real SAOS, a fine-tune …)."""
     kind: Literal["files"]
@@ -235,8 +238,10 @@ class FileSource(_Strict):
 
 class ConditionersSettings(_Strict):
     opset: int = 15
-    # -kat keeps input shapes as given (no NCW/NWC guessing on [1, L]).
-    onnx2tf_args: list[str] = ["-kat", "input_ids", "attention_mask", "seconds_total"]
+    # Keyword arguments of onnx2tf.convert (its CLI flags' long names). Keeping the input shapes
+    # as given (-kat) stops NCW/NWC guessing on [1, L].
+    onnx2tf: dict[str, Any] = {"keep_shape_absolutely_input_names": ["input_ids", "attention_mask", "seconds_total"],
+                               "verbosity": "warn"}
     prompts: list[str] = ["warm analog synth pad with slow attack",
                           "128 BPM techno drum loop", "", "rain on a tin roof, distant thunder"]
     seconds: list[float] = [10.0, 0.0, 300.0, -5.0]  # includes out-of-range values (clamped)
@@ -294,4 +299,8 @@ def load_profile(path=None) -> Profile:
             if not p.exists():
                 raise InputError(path, f"source.{field}", f"{p} does not exist")
             setattr(src, field, p)
+        missing = [n for n in T5_FILES if not (src.t5_dir / n).is_file()]
+        if missing:
+            raise InputError(path, "source.t5_dir", f"{src.t5_dir} has no {', '.join(missing)} "
+                                                    f"(a T5 folder holds {', '.join(T5_FILES)})")
     return profile

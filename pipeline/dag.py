@@ -32,7 +32,6 @@ def stages(p: Profile) -> list[Stage]:
     o = p.out
     shards = {k: o / "shards" / f"{k}.safetensors" for k in ("conditioners", "dit", "decoder")}
     facts = o / "shards" / "source.json"  # checkpoint hash + audio facts, for the manifest
-    t5 = {k: src[k] for k in ("t5_config", "t5_weights", "spiece")}
     cond, dit, ae, rep = o / "conditioners", o / "dit", o / "autoencoder", o / "reports"
     finals = {"conditioners_float32.tflite": cond / "conditioners_float32.tflite",
               "conditioners_float16.tflite": cond / "conditioners_float16.tflite",
@@ -60,7 +59,7 @@ def stages(p: Profile) -> list[Stage]:
               "conditioners_tflite", inputs={"onnx": cond / "conditioners.onnx"},
               outputs={"float32": cond / "conditioners_float32.tflite",
                        "float16": cond / "conditioners_float16.tflite"},
-              config={"onnx2tf_args": p.conditioners.onnx2tf_args},
+              config={"onnx2tf": p.conditioners.onnx2tf},
               tools=("onnx2tf", "tensorflow-cpu", "tf-keras", "onnx", "onnxsim", "onnxruntime")),
         Stage("verify_conditioners", "Compare both conditioner .tflite files with PyTorch; fail past tolerance",
               "verify_conditioners", inputs={"shard": shards["conditioners"], "t5_config": src["t5_config"],
@@ -68,7 +67,7 @@ def stages(p: Profile) -> list[Stage]:
                                              "float32": cond / "conditioners_float32.tflite",
                                              "float16": cond / "conditioners_float16.tflite"},
               outputs={"report": rep / "parity_conditioners.json"},
-              config=p.conditioners.model_dump(exclude={"opset", "onnx2tf_args"}),
+              config=p.conditioners.model_dump(exclude={"opset", "onnx2tf"}),
               code=(*COND_CODE, "stages/conditioners_onnx.py", "runtime/tokenizer.py", *VERIFY_CODE),
               tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece")),
 

@@ -8,7 +8,6 @@ import resource
 import sys
 import time
 import traceback
-from pathlib import Path
 
 from . import atomic, dag, log as logsetup
 from .config import load_profile
@@ -43,6 +42,7 @@ def run(profile_path: str, name: str) -> int:
         log.info("done in %.1f s, peak RSS %.0f MB", time.perf_counter() - t0, _peak_rss_mb())
         return 0
     except InputError as e:
+        e.file = e.file or profile_path  # a stage's config slice comes from the profile
         logging.getLogger("sao").error("error: %s", e)
         return InputError.exit_code
     except Exception as e:

@@ -47,7 +47,7 @@ def _lock(profile: Profile):
 def doit_config(profile: Profile) -> dict:
     return {
         "dep_file": str(profile.out / ".doit.db"),
-        "backend": "sqlite3",            # transactional: a killed build cannot corrupt it
+        "backend": "sqlite3-durable",    # transactional, committed per task (statedb.py)
         "check_file_uptodate": XXH3Checker,
         "par_type": "thread",            # actions only wait on stage subprocesses
         "verbosity": 2,

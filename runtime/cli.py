@@ -41,7 +41,7 @@ def main(argv=None) -> int:
         report = {"times_s": times}
         if args.reference:
             from .reference import generate as reference, snr_db
-            ref_audio, ref_latent = reference(args.reference, req, noise)
+            ref_audio, ref_latent, report["reference_times_s"] = reference(args.reference, req, noise)
             report["snr_db"] = {"latent": snr_db(ref_latent, latent), "audio": snr_db(ref_audio, audio)}
             log.info("LiteRT vs PyTorch: latent SNR %.1f dB, audio SNR %.1f dB",
                      report["snr_db"]["latent"], report["snr_db"]["audio"])

@@ -1,12 +1,16 @@
 """`generate --reference`: the same generation with the PyTorch modules (from a built profile's
 shards and T5 folder) and the same noise. The only runtime path that imports torch."""
+import time
+
 import numpy as np
 
 from . import ping_pong
 
 
 def generate(profile_path, req, noise):
+    """(audio [channels, samples], final latent, seconds per stage: the keys generate.generate uses)."""
     import torch
+    torch.set_num_threads(req.threads)
     from pipeline.config import load_profile
     from pipeline.dag import source_files
     from stages.autoencoder_reauthor import build as build_decoder
@@ -14,21 +18,32 @@ def generate(profile_path, req, noise):
     from stages.dit_reauthor import build as build_dit
     from .tokenizer import Tokenizer
 
+    times = {}
+    t0 = time.perf_counter()
     profile = load_profile(profile_path)
     src, shards = source_files(profile), profile.out / "shards"
     cond, example = build_conditioners(shards / "conditioners.safetensors", src["t5_config"])
     dit, _ = build_dit(shards / "dit.safetensors")
     decoder, _ = build_decoder(shards / "decoder.safetensors")
-    ids, mask = Tokenizer(src["spiece"], example[0].shape[1])(req.prompt)
+    tok = Tokenizer(src["spiece"], example[0].shape[1])
+    times["load"] = time.perf_counter() - t0
     with torch.no_grad():
+        t0 = time.perf_counter()
+        ids, mask = tok(req.prompt)
         cross, _, glob = cond(torch.from_numpy(ids), torch.from_numpy(mask), torch.tensor([req.seconds]))
+        times["conditioners"] = time.perf_counter() - t0
 
         def velocity(x, t):
             return dit(x, torch.tensor([t]), cross, glob)
 
+        t0 = time.perf_counter()
         latent = ping_pong.sample(velocity, [torch.from_numpy(n) for n in noise], req.steps)
+        times["dit_total"] = time.perf_counter() - t0
+        times["dit_step"] = times["dit_total"] / req.steps
+        t0 = time.perf_counter()
         audio = decoder(latent)
-    return audio[0].numpy(), latent.numpy()
+        times["decoder"] = time.perf_counter() - t0
+    return audio[0].numpy(), latent.numpy(), times
 
 
 def snr_db(ref, got) -> float:

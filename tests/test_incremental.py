@@ -3,7 +3,6 @@ The tests share one built profile and run in file order."""
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -78,7 +77,7 @@ def test_f_decoder_source_edited(built):
 
 def test_g_onnx2tf_options(built):
     body = built["profile"].read_text()
-    built["profile"].write_text(body + '[conditioners]\nonnx2tf_args = ["-kat", "input_ids", "attention_mask", "seconds_total", "-v", "error"]\n')
+    built["profile"].write_text(body + '[conditioners]\nonnx2tf = { keep_shape_absolutely_input_names = ["input_ids", "attention_mask", "seconds_total"], verbosity = "error" }\n')
     ran = run(built)
     assert "conditioners_tflite" in ran
     assert ran <= {"conditioners_tflite", "verify_conditioners", "collect"}

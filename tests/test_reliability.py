@@ -8,7 +8,6 @@ import sys
 import time
 
 from conftest import DOIT, REPO, doit, executed
-from pipeline.hashing import file_digest
 
 
 def _files_profile(tmp_path, default_build, scratch_profile, extra=""):
@@ -18,8 +17,8 @@ def _files_profile(tmp_path, default_build, scratch_profile, extra=""):
                            f'checkpoint = "{d}/model.ckpt"\nt5_dir = "{d}/t5"\n' + extra), d
 
 
-def test_second_doit_on_same_profile_exits_clearly(default_build):
-    lock = default_build / ".lock"
+def test_second_doit_on_same_profile_exits_clearly(default_bundle):
+    lock = default_bundle / ".lock"
     fd = os.open(lock, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -29,63 +28,47 @@ def test_second_doit_on_same_profile_exits_clearly(default_build):
         os.close(fd)
     assert r.returncode == 3
     assert "another doit is building profile 'default' (pid 4242" in r.stdout
-    assert executed(doit().stdout) <= {"collect"}  # the state file is intact
+    assert executed(doit().stdout) == set()  # the state file is intact
 
 
-def test_kill_during_conversion_then_resume(tmp_path, default_build, scratch_profile):
+def _log_has(out, stage, text=""):
+    log = out / "logs" / f"{stage}.log"
+    return lambda: log.exists() and text in log.read_text()
+
+
+def test_sigkill_at_four_points_then_resume(tmp_path, default_build, scratch_profile):
+    """SIGKILL a full build during the checkpoint split, a litert-torch conversion, onnx2tf and
+    collect. After each kill the stage's targets are absent (only .tmp names can be left), tasks
+    finished before the kill stay done, and the last run completes with a bundle that verifies."""
     profile, _ = _files_profile(tmp_path, default_build, scratch_profile)
     out = REPO / "artifacts" / profile.stem
     env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
-    proc = subprocess.Popen([*DOIT, "dit_tflite", f"profile={profile}"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    log = out / "logs" / "dit_convert.log"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (log.exists() and "converting" in log.read_text()):
-        time.sleep(0.2)
-    assert log.exists(), "dit_convert never started"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (out / "dit" / "dit_float32.tflite").exists()  # only a .tmp name can be left
-    # doit records task state when the run ends, so the killed run's finished tasks re-run
-    # too (their outputs come out byte-identical and are not even rewritten).
-    ran = executed(doit("dit_tflite", profile=profile).stdout)
-    assert "dit_convert" in ran
-    assert executed(doit("dit_tflite", profile=profile).stdout) == set()
-    assert (out / "dit" / "dit_model.tflite").stat().st_size > 0
-    assert not list((out / "dit").glob(".tmp*"))
-
-
-def test_bad_checkpoint_keeps_existing_artifacts(tmp_path, default_build, scratch_profile):
-    profile, model = _files_profile(tmp_path, default_build, scratch_profile)
-    doit("checkpoint", profile=profile)
-    shards = REPO / "artifacts" / profile.stem / "shards"
-    before = {p.name: file_digest(p) for p in shards.iterdir()}
-    ckpt = model / "model.ckpt"
-    ckpt.write_bytes(ckpt.read_bytes()[:1000])
-    r = doit("checkpoint", profile=profile, check=False)
-    assert r.returncode != 0
-    assert f"error: {ckpt}: unreadable checkpoint" in r.stdout
-    assert {p.name: file_digest(p) for p in shards.iterdir()} == before
-
-
-def test_t5_width_mismatch_named(tmp_path, default_build, scratch_profile):
-    import json
-    profile, model = _files_profile(tmp_path, default_build, scratch_profile)
-    conf = model / "t5" / "config.json"
-    raw = json.loads(conf.read_text())
-    raw["d_model"] = raw["d_model"] * 2
-    conf.write_text(json.dumps(raw))
-    r = doit("conditioners_onnx", profile=profile, check=False)
-    assert r.returncode != 0
-    assert f"error: {conf}: d_model: T5 width" in r.stdout
-
-
-def test_t5_folder_without_spiece(tmp_path, default_build, scratch_profile):
-    profile, model = _files_profile(tmp_path, default_build, scratch_profile)
-    (model / "t5" / "spiece.model").unlink()
-    r = doit("verify_conditioners", profile=profile, check=False)
-    assert r.returncode != 0
-    assert "spiece.model" in r.stdout and "verify_conditioners" in r.stdout
+    points = [("checkpoint", _log_has(out, "checkpoint"), ["shards/dit.safetensors", "shards/source.json"]),
+              ("dit_convert", _log_has(out, "dit_convert", "converting"), ["dit/dit_float32.tflite"]),
+              ("conditioners_tflite", _log_has(out, "conditioners_tflite", "saved_model"),
+               ["conditioners/conditioners_float32.tflite", "conditioners/conditioners_float16.tflite"]),
+              # collect takes ~0.1 s: kill it as soon as its process has opened its log
+              ("collect", _log_has(out, "collect"), ["bundle/manifest.json", "bundle/dit_model.tflite"])]
+    for stage, started, targets in points:
+        (out / "logs" / f"{stage}.log").unlink(missing_ok=True)
+        task = [] if stage == "collect" else [stage]  # the last one is a plain full `doit`
+        proc = subprocess.Popen([*DOIT, *task, f"profile={profile}"], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 180
+        while time.time() < deadline and not started() and proc.poll() is None:
+            time.sleep(0.01)
+        assert proc.poll() is None, f"the build ended before {stage}:\n{proc.stdout.read().decode()[-3000:]}"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert started(), f"{stage} never started"
+        for t in targets:
+            assert not (out / t).exists(), f"killed in {stage}: {t} looks finished"
+    ran = executed(doit(profile=profile).stdout)
+    assert ran == {"collect"}, ran  # everything before the last kill was kept
+    assert not list(out.rglob(".tmp*"))
+    from runtime.generate import load_manifest
+    assert set(load_manifest(out / "bundle")["files"]) >= {"dit_model.tflite", "autoencoder_model.tflite"}
+    assert executed(doit(profile=profile).stdout) == set()
 
 
 def test_parallel_clean_build_equals_serial_build(default_bundle, scratch_profile):

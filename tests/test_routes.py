@@ -8,7 +8,7 @@ import pytest
 from conftest import doit, executed
 from pipeline.parity import ParityError
 from runtime.litert import Model
-from stages import verify_conditioners, verify_dit, verify_autoencoder
+from stages import conditioners_tflite, verify_conditioners, verify_dit, verify_autoencoder
 from pipeline.config import ConditionersSettings, DitSettings, AutoencoderSettings
 
 
@@ -42,29 +42,29 @@ def test_verify_conditioners_fails_on_corrupt_tflite(default_bundle, tmp_path):
     data = bytearray(inputs["float16"].read_bytes())
     data[len(data) // 2: len(data) // 2 + 4096] = bytes(4096)  # zero a block of weights
     bad.write_bytes(bytes(data))
-    cfg = ConditionersSettings().model_dump(exclude={"opset", "onnx2tf_args"})
+    cfg = ConditionersSettings().model_dump(exclude={"opset", "onnx2tf"})
     with pytest.raises(Exception):
         verify_conditioners.run({**inputs, "float16": bad}, {"report": tmp_path / "r.json"}, cfg)
 
 
 def test_verify_conditioners_fails_on_impossible_tolerance(default_bundle, tmp_path):
-    cfg = ConditionersSettings(max_rel_fp32=1e-12).model_dump(exclude={"opset", "onnx2tf_args"})
+    cfg = ConditionersSettings(max_rel_fp32=1e-12).model_dump(exclude={"opset", "onnx2tf"})
     with pytest.raises(ParityError, match="float32 cross_attention_input"):
         verify_conditioners.run(_cond_inputs(default_bundle), {"report": tmp_path / "r.json"}, cfg)
     assert json.loads((tmp_path / "r.json").read_text())["pass"] is False
 
 
-def test_missing_float16_fails_the_build(default_build, tmp_path, scratch_profile):
-    # `--help` makes onnx2tf exit 0 having written nothing: the task must still fail.
-    d = default_build / "inputs"
-    profile = scratch_profile(f'[source]\nkind = "files"\nmodel_config_json = "{d}/model_config.json"\n'
-                              f'checkpoint = "{d}/model.ckpt"\nt5_dir = "{d}/t5"\n'
-                              '[conditioners]\nonnx2tf_args = ["--help"]\n')
-    r = doit("conditioners_tflite", profile=profile, check=False)
-    assert r.returncode != 0
-    assert "did not write conditioners_float32.tflite, conditioners_float16.tflite" in r.stdout
-    out = default_build.parent / profile.stem / "conditioners"
-    assert not (out / "conditioners_float16.tflite").exists()
+def test_missing_float16_fails_the_step(default_build, tmp_path, monkeypatch):
+    # What onnx2tf's own CLI did at T5-base size: float16 never written, exit status 0.
+    real_child = conditioners_tflite._child
+    monkeypatch.setattr(conditioners_tflite, "_child",
+                        lambda *a: None if a[0] == "tflite" and a[2] == "float16" else real_child(*a))
+    onnx = tmp_path / "conditioners.onnx"
+    shutil.copyfile(default_build / "conditioners/conditioners.onnx", onnx)
+    outputs = {p: tmp_path / f"conditioners_{p}.tflite" for p in ("float32", "float16")}
+    with pytest.raises(RuntimeError, match="wrote no conditioners_float16.tflite"):
+        conditioners_tflite.run({"onnx": onnx}, outputs, {"onnx2tf": ConditionersSettings().onnx2tf})
+    assert outputs["float32"].stat().st_size > 0 and not outputs["float16"].exists()
 
 
 def test_verify_dit_fails_on_wrong_artifact(default_bundle, tmp_path):
