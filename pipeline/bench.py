@@ -92,9 +92,12 @@ def main(argv):
         result = {"profile": profile.name, "noop_doit_s": noop, "checker": checker_throughput(),
                   "full_build": {"seconds": build_s, "peak_rss_mb": stages[peak]["peak_rss_mb"], "peak_stage": peak,
                                  "stages": stages},
+                  "parity": {r.stem: {c["check"]: c["value"] for c in json.loads(r.read_text())["checks"]}
+                             for r in sorted((bench.out / "reports").glob("parity_*.json"))},
                   "latency": latency(copy),
-                  "sizes_bytes": {k: v["bytes"] for k, v in
-                                  json.loads((bench.out / "bundle" / "manifest.json").read_text())["files"].items()}}
+                  "sizes_bytes": {**{k: v["bytes"] for k, v in
+                                     json.loads((bench.out / "bundle" / "manifest.json").read_text())["files"].items()},
+                                  "dit_float32.tflite (not bundled)": (bench.out / "dit" / "dit_float32.tflite").stat().st_size}}
     finally:
         shutil.rmtree(bench.out, ignore_errors=True)
         copy.unlink(missing_ok=True)
@@ -105,9 +108,11 @@ def main(argv):
             ("full build", f"{b['seconds']:.1f} s, peak {b['peak_rss_mb']} MB ({b['peak_stage']})")]
     rows += [(f"{k} LiteRT / PyTorch", f"{lat['litert_s'][k] * 1e3:.1f} / {lat['pytorch_s'][k] * 1e3:.1f} ms "
               f"= {lat['litert_over_pytorch'][k]:.2f}") for k in STAGES]
+    rows += [(f"stage {k}", f"{v['seconds']:.1f} s, peak {v['peak_rss_mb']} MB") for k, v in b["stages"].items()]
+    rows += [(f"{r[7:]}: {k}", f"{v:.4g}") for r, checks in result["parity"].items() for k, v in checks.items()]
     rows += [(f"size {k}", f"{v / 1e6:.2f} MB") for k, v in result["sizes_bytes"].items()]
     for k, v in rows:
-        print(f"{k:<30} {v}")
+        print(f"{k:<56} {v}")
     print(f"written: {profile.out / 'reports' / 'bench.json'}")
 
 
