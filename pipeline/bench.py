@@ -3,6 +3,7 @@
 No-op doit time, XXH3 checker vs doit's MD5Checker on a 1 GiB file, full build time and peak
 stage memory (a fresh copy of the profile), bundle latency per stage vs PyTorch, artifact sizes."""
 import json
+import logging
 import os
 import re
 import shutil
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from .atomic import write_json
 from .config import REPO, load_profile
+
+log = logging.getLogger("sao.bench")
 
 
 def _doit(*args):
@@ -85,9 +88,11 @@ def main(argv):
     bench = load_profile(copy)
     shutil.rmtree(bench.out, ignore_errors=True)
     try:
+        log.info("building %s from scratch (progress: %s)", copy.name, bench.out / "logs")
         build_s = _doit(f"profile={copy}")
         stages = stage_figures(bench.out)
         peak = max(stages, key=lambda k: stages[k]["peak_rss_mb"])
+        log.info("built in %.0f s; no-op doit, file checkers, latency …", build_s)
         noop = statistics.median(_doit(f"profile={copy}") for _ in range(3))
         result = {"profile": profile.name, "noop_doit_s": noop, "checker": checker_throughput(),
                   "full_build": {"seconds": build_s, "peak_rss_mb": stages[peak]["peak_rss_mb"], "peak_stage": peak,
@@ -98,9 +103,11 @@ def main(argv):
                   "sizes_bytes": {**{k: v["bytes"] for k, v in
                                      json.loads((bench.out / "bundle" / "manifest.json").read_text())["files"].items()},
                                   "dit_float32.tflite (not bundled)": (bench.out / "dit" / "dit_float32.tflite").stat().st_size}}
+    except subprocess.CalledProcessError:
+        sys.exit(f"bench: building {copy.name} failed; its artifacts and logs are kept in {bench.out}")
     finally:
-        shutil.rmtree(bench.out, ignore_errors=True)
         copy.unlink(missing_ok=True)
+    shutil.rmtree(bench.out)
     write_json(profile.out / "reports" / "bench.json", result)
     c, b, lat = result["checker"], result["full_build"], result["latency"]
     rows = [("no-op doit", f"{noop:.3f} s"),
@@ -112,9 +119,10 @@ def main(argv):
     rows += [(f"{r[7:]}: {k}", f"{v:.4g}") for r, checks in result["parity"].items() for k, v in checks.items()]
     rows += [(f"size {k}", f"{v / 1e6:.2f} MB") for k, v in result["sizes_bytes"].items()]
     for k, v in rows:
-        print(f"{k:<56} {v}")
-    print(f"written: {profile.out / 'reports' / 'bench.json'}")
+        log.info("%-56s %s", k, v)
+    log.info("written: %s", profile.out / "reports" / "bench.json")
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     main(sys.argv[1:])

@@ -22,8 +22,6 @@ log = logging.getLogger("sao.conditioners_tflite")
 
 # Arguments this stage sets itself; the profile's `conditioners.onnx2tf` may set any other.
 OWNED = {"input_onnx_file_path", "onnx_graph", "output_folder_path", "disable_model_save"}
-# onnx2tf.convert arguments that also steer its TFLite converter (mirrored in _tflite).
-CONVERTER_ARGS = ("enable_batchmatmul_unfold", "enable_accumulation_type_float16")
 
 
 def run(inputs, outputs, config):
@@ -80,15 +78,16 @@ def _saved_model(onnx_path, work, options):
 
 
 def _tflite(work, precision, out, options):
-    """The TFLite conversion onnx2tf does, from the saved_model, in a process of its own."""
+    """The TFLite conversion onnx2tf does (same settings, same two options steer it), from the
+    saved_model, in a process of its own."""
     import tensorflow as tf
     conv = tf.lite.TFLiteConverter.from_saved_model(f"{work}/saved_model")
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
-    conv.unfold_batchmatmul = bool(options.get(CONVERTER_ARGS[0], False))
+    conv.unfold_batchmatmul = bool(options.get("enable_batchmatmul_unfold", False))
     if precision == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
-        if options.get(CONVERTER_ARGS[1]):
+        if options.get("enable_accumulation_type_float16"):
             conv.target_spec._experimental_supported_accumulation_type = tf.dtypes.float16
     Path(out).write_bytes(conv.convert())
 
