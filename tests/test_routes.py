@@ -86,6 +86,19 @@ def test_verify_autoencoder_fails_on_wrong_artifact(default_bundle, tmp_path):
                                {"report": tmp_path / "r.json"}, AutoencoderSettings().model_dump())
 
 
+def test_verify_autoencoder_falls_back_to_snr_vs_fp64_below_fp32_noise(default_bundle, tmp_path):
+    # A tolerance under the fp32-vs-fp64 floor of the PyTorch decoder itself: gated by SNR vs fp64.
+    inputs = {"shard": default_bundle / "shards/decoder.safetensors",
+              "tflite": default_bundle / "autoencoder/autoencoder_model.tflite"}
+    cfg = AutoencoderSettings(max_rel_fp32=1e-12).model_dump()
+    verify_autoencoder.run(inputs, {"report": tmp_path / "r.json"}, cfg)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["gated_by"].startswith("SNR vs fp64") and report["pass"] is True
+    assert report["fp32_vs_fp64_floor"]["rel"] > 1e-12
+    with pytest.raises(ParityError, match="SNR dB vs fp64 decoder"):
+        verify_autoencoder.run(inputs, {"report": tmp_path / "r.json"}, {**cfg, "min_snr_db": 400.0})
+
+
 def test_dit_tflite_output_depends_on_global_cond(default_bundle):
     m = Model(default_bundle / "dit/dit_model.tflite")
     g = np.random.default_rng(0)
