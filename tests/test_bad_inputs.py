@@ -187,10 +187,37 @@ def test_pickle_carrying_code_is_refused_without_running(built, tmp_path):
     assert _artifacts(built["out"]) == before
 
 
+def test_impossible_tolerance_fails_the_build(built):
+    before = _artifacts(built["out"])
+    try:
+        built["profile"].write_text(built["profile"].read_text() + "[conditioners]\nmax_rel_fp32 = 1e-12\n")
+        r = doit(profile=built["profile"], check=False)
+    finally:
+        built["pristine"]()
+    assert r.returncode != 0
+    assert "parity failed: float32 cross_attention_input rel. error" in r.stdout
+    assert _artifacts(built["out"]) == before  # the passing report and the bundle stay
+
+
+def test_corrupted_tflite_fails_the_build(built):
+    f = built["out"] / "conditioners" / "conditioners_float16.tflite"
+    before, data = _artifacts(built["out"]), f.read_bytes()
+    bad = bytearray(data)
+    bad[len(bad) // 2: len(bad) // 2 + 4096] = bytes(4096)  # zero a block of weights
+    try:
+        f.write_bytes(bytes(bad))
+        r = doit(profile=built["profile"], check=False)
+    finally:
+        f.write_bytes(data)
+    assert r.returncode != 0
+    assert "stage 'verify_conditioners' failed" in r.stdout and "collect" not in executed(r.stdout)
+    assert _artifacts(built["out"]) == before  # the bundle still holds the good file
+
+
 def test_state_intact_after_the_catalogue(built):
     """Run last in this module: with the inputs restored, only the tasks that failed above run
     again (doit forgets a failed task's state) and they rebuild the same bytes."""
     ran = executed(doit(profile=built["profile"]).stdout)
-    assert ran <= {"checkpoint", "conditioners_onnx", "conditioners_tflite"}, ran
+    assert ran <= {"checkpoint", "conditioners_onnx", "conditioners_tflite", "verify_conditioners"}, ran
     assert _artifacts(built["out"]) == built["built"]
     assert executed(doit(profile=built["profile"]).stdout) == set()
