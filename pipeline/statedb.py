@@ -3,7 +3,7 @@
 doit's sqlite3 backend writes task states only when the run ends, so after a SIGKILL every task
 the run had finished ran again. This one commits a task's state as soon as doit has recorded all
 of it ('deps:' is the last entry `Dependency.save_success` writes); a half-written state is never
-committed. Registered in pyproject.toml ([tool.doit.plugins.BACKEND])."""
+committed. Registered in pyproject.toml ([tool.doit.plugins.backend])."""
 from doit.dependency import SqliteDB
 
 

@@ -46,6 +46,14 @@ def write_profile(tmp_path: Path, name: str, body: str) -> Path:
     return p
 
 
+def files_profile(tmp_path, default_build, scratch_profile):
+    """A `kind = "files"` scratch profile over a copy of the default inputs: (profile, model dir)."""
+    d = tmp_path / "model"
+    shutil.copytree(default_build / "inputs", d)
+    return scratch_profile(f'[source]\nkind = "files"\nmodel_config_json = "{d}/model_config.json"\n'
+                           f'checkpoint = "{d}/model.ckpt"\nt5_dir = "{d}/t5"\n'), d
+
+
 @pytest.fixture
 def scratch_profile(tmp_path):
     """A uniquely named synthetic profile whose artifacts are removed afterwards."""

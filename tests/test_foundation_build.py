@@ -1,19 +1,10 @@
 """The foundation promises: fresh build, no-op rebuild, touch is free, a DiT-only edit leaves the
 other shards byte-identical."""
-import shutil
 
 import torch
 
-from conftest import doit, executed
+from conftest import files_profile, doit, executed
 from pipeline.hashing import file_digest
-
-
-def _files_profile(tmp_path, default_build, scratch_profile):
-    src = default_build / "inputs"
-    d = tmp_path / "model"
-    shutil.copytree(src, d)
-    return scratch_profile(f'[source]\nkind = "files"\nmodel_config_json = "{d}/model_config.json"\n'
-                           f'checkpoint = "{d}/model.ckpt"\nt5_dir = "{d}/t5"\n'), d
 
 
 def test_default_build_outputs(default_build):
@@ -25,7 +16,7 @@ def test_default_build_outputs(default_build):
 
 
 def test_touch_and_dit_edit(tmp_path, default_build, scratch_profile):
-    profile, model = _files_profile(tmp_path, default_build, scratch_profile)
+    profile, model = files_profile(tmp_path, default_build, scratch_profile)
     out = doit("checkpoint", profile=profile).stdout
     assert executed(out) == {"checkpoint"}
     name = profile.stem
@@ -54,7 +45,7 @@ def test_missing_profile_is_one_clear_error(tmp_path):
 
 
 def test_clean_removes_profile_artifacts_only(tmp_path, default_build, scratch_profile):
-    profile, model = _files_profile(tmp_path, default_build, scratch_profile)
+    profile, model = files_profile(tmp_path, default_build, scratch_profile)
     doit("checkpoint", profile=profile)
     shards = default_build.parent / profile.stem / "shards"
     assert (shards / "dit.safetensors").exists()

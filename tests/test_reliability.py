@@ -1,20 +1,12 @@
 """Concurrent runs, interrupted builds, bad inputs through doit."""
 import fcntl
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
-from conftest import DOIT, REPO, doit, executed
-
-
-def _files_profile(tmp_path, default_build, scratch_profile, extra=""):
-    d = tmp_path / "model"
-    shutil.copytree(default_build / "inputs", d)
-    return scratch_profile(f'[source]\nkind = "files"\nmodel_config_json = "{d}/model_config.json"\n'
-                           f'checkpoint = "{d}/model.ckpt"\nt5_dir = "{d}/t5"\n' + extra), d
+from conftest import files_profile, DOIT, REPO, doit, executed
 
 
 def test_second_doit_on_same_profile_exits_clearly(default_bundle):
@@ -40,7 +32,7 @@ def test_sigkill_at_four_points_then_resume(tmp_path, default_build, scratch_pro
     """SIGKILL a full build during the checkpoint split, a litert-torch conversion, onnx2tf and
     collect. After each kill the stage's targets are absent (only .tmp names can be left), tasks
     finished before the kill stay done, and the last run completes with a bundle that verifies."""
-    profile, _ = _files_profile(tmp_path, default_build, scratch_profile)
+    profile, _ = files_profile(tmp_path, default_build, scratch_profile)
     out = REPO / "artifacts" / profile.stem
     env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
     points = [("checkpoint", _log_has(out, "checkpoint"), ["shards/dit.safetensors", "shards/source.json"]),
