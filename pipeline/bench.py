@@ -67,7 +67,7 @@ def latency(profile_path: Path, threads=2) -> dict:
     manifest = load_manifest(bundle)
     req = Request("warm analog synth pad", 10.0, 0, manifest["sampler"]["steps"], threads)
     noise = ping_pong.noises(0, manifest["sampler"]["latent_shape"], req.steps)
-    lite = [generate(bundle, req, noise)[2] for _ in range(2)][-1]
+    lite = [generate(bundle, req, noise, manifest)[2] for _ in range(2)][-1]
     torch_ = [reference(profile_path, req, noise)[2] for _ in range(2)][-1]
     for t in (lite, torch_):
         t["end_to_end"] = t["conditioners"] + t["dit_total"] + t["decoder"]

@@ -34,15 +34,17 @@ def main(argv=None) -> int:
         from . import ping_pong
         manifest = load_manifest(args.bundle)
         noise = ping_pong.noises(req.seed, manifest["sampler"]["latent_shape"], max(req.steps, 1))
-        audio, latent, times = generate(args.bundle, req, noise)
+        audio, latent, times = generate(args.bundle, req, noise, manifest)
         write_wav(args.out, audio, manifest["audio"]["sample_rate"])
         log.info("wrote %s: %d samples x %d channels at %d Hz", args.out, audio.shape[1], audio.shape[0],
                  manifest["audio"]["sample_rate"])
         report = {"times_s": times}
         if args.reference:
-            from .reference import generate as reference, snr_db
+            from pipeline.parity import metrics
+            from .reference import generate as reference
             ref_audio, ref_latent, report["reference_times_s"] = reference(args.reference, req, noise)
-            report["snr_db"] = {"latent": snr_db(ref_latent, latent), "audio": snr_db(ref_audio, audio)}
+            report["snr_db"] = {"latent": metrics(ref_latent, latent)["snr_db"],
+                                "audio": metrics(ref_audio, audio)["snr_db"]}
             log.info("LiteRT vs PyTorch: latent SNR %.1f dB, audio SNR %.1f dB",
                      report["snr_db"]["latent"], report["snr_db"]["audio"])
         if args.report:

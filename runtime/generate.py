@@ -1,7 +1,6 @@
 """Text → WAV from the LiteRT bundle alone (LiteRT + sentencepiece + numpy; no torch)."""
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,10 +54,11 @@ def check(req: Request, tok: Tokenizer):
         raise BundleError("--steps: must be >= 1")
 
 
-def generate(bundle, req: Request, noise=None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(audio [channels, samples], final latent, seconds per stage)."""
+def generate(bundle, req: Request, noise=None, manifest=None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(audio [channels, samples], final latent, seconds per stage). `manifest`: one the caller
+    has already loaded (and so hash-checked) with load_manifest."""
     bundle = Path(bundle)
-    manifest = load_manifest(bundle)
+    manifest = manifest or load_manifest(bundle)
     tok = Tokenizer(bundle / "spiece.model", manifest["tokenizer"]["length"])
     check(req, tok)
     times = {}
@@ -99,10 +99,6 @@ def generate(bundle, req: Request, noise=None) -> tuple[np.ndarray, np.ndarray, 
 def write_wav(path, audio: np.ndarray, sample_rate: int):
     """32-bit float stereo WAV (as the Arm app), written to a temporary name then renamed."""
     import soundfile as sf
-    path = Path(path)
-    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
-    try:
+    from pipeline.atomic import atomic_path
+    with atomic_path(path) as tmp:
         sf.write(tmp, audio.T, sample_rate, subtype="FLOAT", format="WAV")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

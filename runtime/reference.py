@@ -2,8 +2,6 @@
 shards and T5 folder) and the same noise. The only runtime path that imports torch."""
 import time
 
-import numpy as np
-
 from . import ping_pong
 
 
@@ -44,8 +42,3 @@ def generate(profile_path, req, noise):
         audio = decoder(latent)
         times["decoder"] = time.perf_counter() - t0
     return audio[0].numpy(), latent.numpy(), times
-
-
-def snr_db(ref, got) -> float:
-    ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
-    return float(10 * np.log10((ref ** 2).sum() / max(((got - ref) ** 2).sum(), 1e-300)))

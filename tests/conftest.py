@@ -46,12 +46,17 @@ def write_profile(tmp_path: Path, name: str, body: str) -> Path:
     return p
 
 
+def files_source(model: Path) -> str:
+    """The [source] section of a `kind = "files"` profile over a model folder laid out like inputs/."""
+    return (f'[source]\nkind = "files"\nmodel_config_json = "{model}/model_config.json"\n'
+            f'checkpoint = "{model}/model.ckpt"\nt5_dir = "{model}/t5"\n')
+
+
 def files_profile(tmp_path, default_build, scratch_profile):
     """A `kind = "files"` scratch profile over a copy of the default inputs: (profile, model dir)."""
     d = tmp_path / "model"
     shutil.copytree(default_build / "inputs", d)
-    return scratch_profile(f'[source]\nkind = "files"\nmodel_config_json = "{d}/model_config.json"\n'
-                           f'checkpoint = "{d}/model.ckpt"\nt5_dir = "{d}/t5"\n'), d
+    return scratch_profile(files_source(d)), d
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, doit, executed
+from conftest import REPO, doit, executed, files_source
 from pipeline.hashing import file_digest
 
 DIT_KEY = "model.model.transformer.layers.1.ff.ff.2.bias"
@@ -21,8 +21,7 @@ def built(tmp_path_factory, default_build):
     keep, model = root / "pristine", root / "model"
     shutil.copytree(default_build / "inputs", keep)
     profile = root / "badin.toml"
-    text = (f'[source]\nkind = "files"\nmodel_config_json = "{model}/model_config.json"\n'
-            f'checkpoint = "{model}/model.ckpt"\nt5_dir = "{model}/t5"\n')
+    text = files_source(model)
 
     def pristine():
         shutil.rmtree(model, ignore_errors=True)

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import REPO, doit, executed
+from conftest import REPO, doit, executed, files_source
 from pipeline.hashing import file_digest
 
 DIT_CHAIN = {"dit_reauthor", "dit_convert", "dit_quantize", "verify_dit"}
@@ -21,8 +21,7 @@ def built(tmp_path_factory, default_build):
     shutil.copytree(default_build / "inputs", model)
     name = "t_incremental"
     profile = tmp / f"{name}.toml"
-    head = (f'[source]\nkind = "files"\nmodel_config_json = "{model}/model_config.json"\n'
-            f'checkpoint = "{model}/model.ckpt"\nt5_dir = "{model}/t5"\n')
+    head = files_source(model)
     profile.write_text(head)
     shutil.rmtree(REPO / "artifacts" / name, ignore_errors=True)
     out = doit(profile=profile).stdout
