@@ -4,6 +4,7 @@ TF, converters) happen only inside stage processes, so a no-op `doit` stays fast
     doit                      build the embedded default profile
     doit profile=PATH         build another profile (artifacts/<name>/, its own doit state)
     doit dit_tflite           one target;  doit list;  doit clean
+    doit cache_stats          what the shared cache did in the last build
 """
 import sys
 
@@ -19,7 +20,8 @@ DOIT_CONFIG = session.doit_config(profile)
 
 def task_stages():
     for stage in stages(profile):
-        yield to_task(stage, profile.path, profile.out / "logs")
+        yield to_task(stage, profile)
     for name, (doc, deps) in ALIASES.items():
         yield {"basename": name, "doc": doc, "actions": None, "task_dep": deps}
     yield session.generate_task(profile)
+    yield session.cache_stats_task(profile)

@@ -262,6 +262,15 @@ class AutoencoderSettings(_Strict):
     min_snr_db: float = 60.0
 
 
+class CacheSettings(_Strict):
+    """The shared build cache (pipeline/cache.py). Not part of any stage's key."""
+    url: str | None = None  # any fsspec URL: file:///mnt/cache, s3://bucket/prefix, gs://…
+    mode: Literal["read-write", "read", "off"] = "off"
+    # fsspec storage options, e.g. {endpoint_url = "http://127.0.0.1:8333"} for an S3-compatible
+    # store. Credentials belong in the store's own mechanisms (AWS environment/profiles), not here.
+    options: dict[str, Any] = {}
+
+
 class GenerateSettings(_Strict):
     steps: int = Field(8, ge=1)
 
@@ -273,6 +282,7 @@ class Profile(_Strict):
     dit: DitSettings = DitSettings()
     autoencoder: AutoencoderSettings = AutoencoderSettings()
     generate: GenerateSettings = GenerateSettings()
+    cache: CacheSettings = CacheSettings()
     path: Path = Field(exclude=True)
 
     @property

@@ -1,17 +1,12 @@
-"""The whole build graph in one place: every stage with its inputs, outputs, config slice, code
-and tools. doit infers the edges from matching output → input paths."""
+"""The whole build graph in one place: every stage with its inputs, outputs, config slice and
+tools. doit infers the edges from matching output → input paths; each stage's code dependencies
+are recorded when it runs (pipeline/keys.py), never listed here."""
 from pathlib import Path
 
 from .config import FileSource, Profile
-from .core import Stage
+from .stage import Stage
 
-MODELS = "stages/models"
 TORCH = ("torch", "safetensors")
-MODEL_CODE = (f"{MODELS}/layout.py", f"{MODELS}/shards.py", "pipeline/config.py")
-COND_CODE = (*MODEL_CODE, f"{MODELS}/conditioners.py")
-DIT_CODE = (*MODEL_CODE, f"{MODELS}/dit.py")
-DECODER_CODE = (*MODEL_CODE, f"{MODELS}/decoder.py")
-VERIFY_CODE = ("pipeline/parity.py", "runtime/litert.py", "runtime/ping_pong.py")
 
 
 def source_files(p: Profile) -> dict[str, Path]:
@@ -42,19 +37,17 @@ def stages(p: Profile) -> list[Stage]:
         table.append(Stage(
             "synth", "Write the seeded synthetic SAOS (model_config.json, model.ckpt, T5 folder)",
             "synth", inputs={}, outputs=src, config=p.source.model_dump(),
-            code=(f"{MODELS}/layout.py", "stages/data/spiece_corpus.txt"),
             tools=(*TORCH, "transformers", "sentencepiece")))
     table += [
         Stage("checkpoint", "Validate the checkpoint against model_config.json; split it into shards",
               "checkpoint", inputs={"model_config": src["model_config"], "checkpoint": src["checkpoint"]},
-              outputs={**shards, "source": facts}, code=(f"{MODELS}/layout.py", "pipeline/config.py"),
-              tools=TORCH),
+              outputs={**shards, "source": facts}, tools=TORCH),
 
         Stage("conditioners_onnx", "Export T5 + seconds_total embedder to ONNX (legacy exporter, fixed shapes)",
               "conditioners_onnx", inputs={"shard": shards["conditioners"], "t5_config": src["t5_config"],
                                            "t5_weights": src["t5_weights"]},
               outputs={"onnx": cond / "conditioners.onnx"}, config={"opset": p.conditioners.opset},
-              code=COND_CODE, tools=(*TORCH, "transformers", "onnx")),
+              tools=(*TORCH, "transformers", "onnx")),
         Stage("conditioners_tflite", "onnx2tf: conditioners.onnx → float32 and float16 .tflite",
               "conditioners_tflite", inputs={"onnx": cond / "conditioners.onnx"},
               outputs={"float32": cond / "conditioners_float32.tflite",
@@ -68,15 +61,16 @@ def stages(p: Profile) -> list[Stage]:
                                              "float16": cond / "conditioners_float16.tflite"},
               outputs={"report": rep / "parity_conditioners.json"},
               config=p.conditioners.model_dump(exclude={"opset", "onnx2tf"}),
-              code=(*COND_CODE, "stages/conditioners_onnx.py", "runtime/tokenizer.py", *VERIFY_CODE),
               tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece")),
 
         Stage("dit_reauthor", "Load the DiT shard into the re-authored DiT; torch.export it",
-              "dit_reauthor", inputs={"shard": shards["dit"]}, outputs={"pt2": dit / "dit.pt2"},
-              code=(*DIT_CODE, "pipeline/convert.py"), tools=TORCH),
+              "dit_reauthor", inputs={"shard": shards["dit"]},
+              outputs={"pt2": dit / "dit.pt2"},
+              tools=TORCH),
         Stage("dit_convert", "Convert the exported DiT to float32 LiteRT (litert-torch)",
-              "dit_convert", inputs={"pt2": dit / "dit.pt2"}, outputs={"tflite": dit / "dit_float32.tflite"},
-              code=("pipeline/convert.py",), tools=(*TORCH, "litert-torch", "ai-edge-litert")),
+              "dit_convert", inputs={"pt2": dit / "dit.pt2"},
+              outputs={"tflite": dit / "dit_float32.tflite"},
+              tools=(*TORCH, "litert-torch", "ai-edge-litert")),
         Stage("dit_quantize", "Quantize the float DiT (ai-edge-quantizer recipe from the profile)",
               "dit_quantize", inputs={"tflite": dit / "dit_float32.tflite"},
               outputs={"tflite": dit / "dit_model.tflite"}, config={"quant_recipe": p.dit.quant_recipe},
@@ -85,26 +79,25 @@ def stages(p: Profile) -> list[Stage]:
               "verify_dit", inputs={"shard": shards["dit"], "float32": dit / "dit_float32.tflite",
                                     "quantized": dit / "dit_model.tflite"},
               outputs={"report": rep / "parity_dit.json"}, config=p.dit.model_dump(),
-              code=(*DIT_CODE, "stages/dit_reauthor.py", *VERIFY_CODE), tools=(*TORCH, "ai-edge-litert")),
+              tools=(*TORCH, "ai-edge-litert")),
 
         Stage("autoencoder_reauthor", "Load the decoder shard (weight norm folded); torch.export it",
-              "autoencoder_reauthor", inputs={"shard": shards["decoder"]}, outputs={"pt2": ae / "decoder.pt2"},
-              code=(*DECODER_CODE, "pipeline/convert.py"), tools=TORCH),
+              "autoencoder_reauthor", inputs={"shard": shards["decoder"]},
+              outputs={"pt2": ae / "decoder.pt2"},
+              tools=TORCH),
         Stage("autoencoder_convert", "Convert the exported decoder to float32 LiteRT (litert-torch)",
               "autoencoder_convert", inputs={"pt2": ae / "decoder.pt2"},
               outputs={"tflite": ae / "autoencoder_model.tflite"},
-              code=("pipeline/convert.py",), tools=(*TORCH, "litert-torch", "ai-edge-litert")),
+              tools=(*TORCH, "litert-torch", "ai-edge-litert")),
         Stage("verify_autoencoder", "Compare the decoder .tflite with PyTorch; fail past tolerance",
               "verify_autoencoder", inputs={"shard": shards["decoder"], "tflite": ae / "autoencoder_model.tflite"},
               outputs={"report": rep / "parity_autoencoder.json"}, config=p.autoencoder.model_dump(),
-              code=(*DECODER_CODE, "stages/autoencoder_reauthor.py", *VERIFY_CODE),
               tools=(*TORCH, "ai-edge-litert")),
 
         Stage("collect", "Collect the app bundle (the Arm audiogen layout) and write manifest.json",
               "collect", inputs={**{f: finals[f] for f in BUNDLE}, "source": facts},
               outputs={**{f: o / "bundle" / f for f in BUNDLE}, "manifest.json": o / "bundle" / "manifest.json"},
               config={"profile": p.name, "steps": p.generate.steps},
-              code=("pipeline/hashing.py", "runtime/litert.py", "runtime/ping_pong.py"),
               tools=("ai-edge-litert",),
               task_dep=("verify_conditioners", "verify_dit", "verify_autoencoder")),
     ]

@@ -1,15 +1,17 @@
 """Child-process entry point of every stage: `python -m pipeline.runner PROFILE STAGE`.
 
 Gives the stage temporary output paths, and only after it returns renames them into place; a
-failed or killed stage therefore leaves no file that looks finished."""
+failed or killed stage therefore leaves no file that looks finished. After a stage succeeded it
+writes the stage's depfile: every project file the process imported or opened (pipeline/keys.py)."""
 import importlib
 import logging
+import os
 import resource
 import sys
 import time
 import traceback
 
-from . import atomic, dag, log as logsetup
+from . import atomic, dag, keys, log as logsetup
 from .config import load_profile
 from .errors import InputError
 
@@ -20,8 +22,20 @@ def _peak_rss_mb() -> float:
     return max(own, kids) / 1024
 
 
+def _record_opens() -> set[str]:
+    """Paths this process opens from now on (Python-level opens; imports are read from sys.modules)."""
+    seen = set()
+
+    def hook(event, args):
+        if event == "open" and isinstance(args[0], (str, os.PathLike)):
+            seen.add(os.fspath(args[0]))
+    sys.addaudithook(hook)
+    return seen
+
+
 def run(profile_path: str, name: str) -> int:
     profile = load_profile(profile_path)
+    opened = _record_opens()  # from here on: the profile is config, keyed by its slices
     stage = {s.name: s for s in dag.stages(profile)}[name]
     log = logsetup.setup(profile.out / "logs" / f"{name}.log", name)
     tmps = {}
@@ -39,6 +53,8 @@ def run(profile_path: str, name: str) -> int:
             raise RuntimeError(f"stage wrote no {', '.join(missing)}")
         for role, tmp in tmps.items():
             atomic.commit(tmp, stage.outputs[role])
+        opened -= {str(p) for p in stage.inputs.values()}  # inputs are keyed by content, by role
+        keys.write_depfile(keys.depfile(profile.out, name), keys.imported_files(opened))
         log.info("done in %.1f s, peak RSS %.0f MB", time.perf_counter() - t0, _peak_rss_mb())
         return 0
     except InputError as e:

@@ -1,32 +1,45 @@
 """What dodo.py needs besides the stage table: profile loading with one clear error, the
 per-profile doit state, the checker, and a lock against concurrent builds of one profile."""
 import fcntl
+import json
+import logging
 import os
 import sys
 
+from . import cache
 from .config import Profile, load_profile
 from .errors import InputError
 from .hashing import XXH3Checker
 
-_READ_ONLY = {"list", "info", "help", "dumpdb", "tabcompletion"}
+_READ_ONLY = {"list", "info", "help", "dumpdb", "tabcompletion", "cache_stats"}
+_NOT_A_BUILD = {*_READ_ONLY, "clean", "forget", "ignore", "reset-dep", "strace"}
 _lock_fd = None  # held for the life of the doit process; the kernel drops it on any exit
 
 
 def open_profile(path) -> Profile:
     try:
         profile = load_profile(path)
+        cache.settings(profile)  # a bad [cache] section or $SAO_LITERT_CACHE_MODE fails here
     except InputError as e:
         sys.stderr.write(f"error: {e}\n")
         sys.exit(InputError.exit_code)
     profile.out.mkdir(parents=True, exist_ok=True)
-    if not _read_only_command():
+    # The doit process's own lines (cache restores and warnings) go to the console.
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("sao").addHandler(console)
+    logging.getLogger("sao").setLevel(logging.INFO)
+    command = _command()
+    if command not in _READ_ONLY:
         _lock(profile)
+    if command not in _NOT_A_BUILD:
+        cache.reset_stats(profile)
     return profile
 
 
-def _read_only_command() -> bool:
+def _command() -> str | None:
     args = [a for a in sys.argv[1:] if not a.startswith("-") and "=" not in a]
-    return bool(args) and args[0] in _READ_ONLY
+    return args[0] if args else None
 
 
 def _lock(profile: Profile):
@@ -56,6 +69,26 @@ def doit_config(profile: Profile) -> dict:
         "cleanforget": True,
         "action_string_formatting": "new",
     }
+
+
+def cache_stats_task(profile: Profile) -> dict:
+    """`doit cache_stats`: hits, misses and bytes moved by the last build of this profile."""
+    def action():
+        log = logging.getLogger("sao.cache")
+        path = cache.stats_path(profile)
+        if not path.is_file():
+            log.info("no build of profile '%s' has run yet", profile.name)
+            return
+        s = json.loads(path.read_text())
+        log.info("cache %s mode %s: %d hits, %d misses, %.1f MB down, %.1f MB up", s["url"] or "(none)",
+                 s["mode"], s["hits"], s["misses"], s["bytes_down"] / 1e6, s["bytes_up"] / 1e6)
+        for stage, outcome in sorted(s["stages"].items()):
+            log.info("  %s: %s", stage, outcome)
+        for w in s["warnings"]:
+            log.info("  warning: %s", w)
+
+    return {"basename": "cache_stats", "doc": "Cache hits, misses and bytes moved by the last build",
+            "actions": [action], "uptodate": [False], "verbosity": 2}
 
 
 def generate_task(profile: Profile) -> dict:

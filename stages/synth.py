@@ -80,8 +80,10 @@ def _state_dict(cfg: ModelConfig, seed: int) -> dict:
 def _spiece(vocab: int) -> bytes:
     import sentencepiece as spm
     out = io.BytesIO()
+    # Read here, not by path: the stage runner records the project files a stage reads in Python.
+    lines = (DATA / "spiece_corpus.txt").read_text().splitlines()
     spm.SentencePieceTrainer.train(
-        input=str(DATA / "spiece_corpus.txt"), model_writer=out, vocab_size=vocab,
+        sentence_iterator=iter(lines), model_writer=out, vocab_size=vocab,
         model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, num_threads=1,
         hard_vocab_limit=False, minloglevel=2)
     return out.getvalue()

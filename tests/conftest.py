@@ -10,12 +10,12 @@ REPO = Path(__file__).resolve().parent.parent
 DOIT = [sys.executable, "-m", "doit"]
 
 
-def doit(*args, profile=None, env=None, check=True):
-    """Run doit in a subprocess; returns CompletedProcess (stdout+stderr in .stdout)."""
+def doit(*args, profile=None, env=None, check=True, cwd=REPO):
+    """Run doit in a subprocess (in checkout `cwd`); returns CompletedProcess (stdout+stderr in .stdout)."""
     cmd = [*DOIT, *args] + ([f"profile={profile}"] if profile else [])
     e = {**os.environ, **(env or {})}
     e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e['PATH']}"
-    r = subprocess.run(cmd, cwd=REPO, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    r = subprocess.run(cmd, cwd=cwd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if check and r.returncode != 0:
         raise AssertionError(f"doit {' '.join(args)} failed ({r.returncode}):\n{r.stdout[-4000:]}")
     return r

@@ -1,0 +1,204 @@
+"""The shared build cache around one stage action: look the stage's action key up in the store and
+restore its outputs (each verified by XXH3-128, then renamed into place), or let the stage run and
+upload what it made. Stages never know the cache exists.
+
+The cache never fails a build: a store that cannot be reached or refuses access turns the cache
+off for the rest of the process with one warning line; a missing or corrupt blob is reported
+for its stage, which then builds locally (and, read-write, replaces the blob)."""
+import logging
+import os
+import platform
+import threading
+import time
+from datetime import datetime, timezone
+
+from . import atomic, keys, toolchain
+from .config import CacheSettings, Profile
+from .errors import InputError
+from .hashing import file_digest
+from .store import Store, redact
+
+log = logging.getLogger("sao.cache")
+FORMAT = 1
+_ENV_URL, _ENV_MODE = "SAO_LITERT_CACHE", "SAO_LITERT_CACHE_MODE"
+_TEST_PAUSE = "SAO_LITERT_CACHE_TEST_PAUSE_S"  # test hook: sleep between blobs and entry (kill test)
+
+
+def settings(profile: Profile) -> CacheSettings:
+    """The profile's [cache] section with the environment's overrides: SAO_LITERT_CACHE=URL turns
+    the cache on read-write; SAO_LITERT_CACHE_MODE sets the mode."""
+    s = profile.cache
+    if url := os.environ.get(_ENV_URL):
+        s = s.model_copy(update={"url": url, "mode": "read-write"})
+    if mode := os.environ.get(_ENV_MODE):
+        if mode not in ("read-write", "read", "off"):
+            raise InputError(f"${_ENV_MODE}", None, f"'{mode}' is not one of read-write, read, off")
+        s = s.model_copy(update={"mode": mode})
+    if s.mode != "off" and not s.url:
+        raise InputError(profile.path, "cache.url", f"mode '{s.mode}' needs a store URL (or ${_ENV_URL})")
+    return s
+
+
+def stats_path(profile: Profile):
+    return profile.out / "reports" / "cache_stats.json"
+
+
+class Cache:
+    def __init__(self, profile: Profile):
+        self.cfg = settings(profile)
+        self.profile = profile
+        self._store = None
+        self._lock = threading.Lock()
+        self.bad: set[str] = set()  # blobs found corrupt: replaced on upload
+        self.stats = _empty_stats(self.cfg)
+
+    @property
+    def readable(self) -> bool:
+        return self.cfg.mode != "off"
+
+    @property
+    def writable(self) -> bool:
+        return self.cfg.mode == "read-write"
+
+    # ------------------------------------------------------------------ the two operations
+    def restore(self, stage, code: list[str], inputs: dict[str, str]) -> bool:
+        """Outputs of an earlier identical run, in place and verified; False → build locally."""
+        t0 = time.perf_counter()
+        try:
+            store = self._get_store()
+            candidates = [code]
+            if seen := store.get_json("deps", keys.action_key(stage, [], inputs)):
+                candidates.append(seen["files"])
+            for files in candidates:
+                key = keys.action_key(stage, files, inputs)
+                if (entry := store.get_json("ac", key)) is not None:
+                    return self._fetch(store, stage, key, entry, t0)
+        except Exception as e:  # noqa: BLE001 - any store failure means: build locally
+            self._fail(e)
+            return False
+        self._record(stage.name, "miss")
+        return False
+
+    def upload(self, stage, code: list[str], inputs: dict[str, str]):
+        """Blobs first (create-only), then the deps list, then the action entry: last."""
+        try:
+            store = self._get_store()
+            key = keys.action_key(stage, code, inputs)
+            files = {role: path for role, path in stage.outputs.items()}
+            files["log"] = self.profile.out / "logs" / f"{stage.name}.log"
+            entry_files, sent = {}, 0
+            for role, path in files.items():
+                digest = file_digest(path)
+                sent += store.put_blob(path, digest, replace=digest in self.bad)
+                entry_files[role] = {"digest": digest, "size": path.stat().st_size}
+            if pause := float(os.environ.get(_TEST_PAUSE, 0)):
+                time.sleep(pause)
+            store.put_json("deps", keys.action_key(stage, [], inputs), {"files": code})
+            log_blob = entry_files.pop("log")
+            store.put_json("ac", key, {
+                "format": FORMAT, "stage": stage.name, "key": key, "outputs": entry_files, "log": log_blob,
+                "code": keys.code_digests(code), "toolchain": toolchain.versions(stage.tools),
+                "host": {"platform": platform.platform(), "python": platform.python_version(),
+                         "node": platform.node()},
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        except Exception as e:  # noqa: BLE001
+            self._fail(e)
+            return
+        with self._lock:
+            self.stats["bytes_up"] += sent
+            self._save()
+        if sent:
+            log.info("  %s: uploaded %.1f MB to the cache", stage.name, sent / 1e6)
+
+    # ------------------------------------------------------------------ details
+    def _fetch(self, store, stage, key, entry, t0) -> bool:
+        want = {role: (entry["outputs"][role], path) for role, path in stage.outputs.items()}
+        want["log"] = (entry["log"], self.profile.out / "logs" / f"{stage.name}.log")
+        tmps, size = {}, 0
+        try:
+            for role, (blob, path) in want.items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmps[role] = tmp = atomic.tmp_path(path)
+                try:
+                    store.get_blob(blob["digest"], tmp)
+                except FileNotFoundError:
+                    return self._unusable(stage, f"blob {blob['digest']} ({role}) is missing")
+                if file_digest(tmp) != blob["digest"]:
+                    self.bad.add(blob["digest"])
+                    return self._unusable(stage, f"blob {blob['digest']} ({role}) is corrupt")
+                size += blob["size"]
+            for role, (blob, path) in want.items():
+                atomic.commit(tmps[role], path)
+            keys.write_depfile(keys.depfile(self.profile.out, stage.name), entry["code"])
+        finally:
+            for tmp in tmps.values():
+                tmp.unlink(missing_ok=True)
+        secs = time.perf_counter() - t0
+        log.info("  %s: restored from cache (%.1f MB, %.1f s)", stage.name, size / 1e6, secs)
+        with self._lock:
+            self.stats["bytes_down"] += size
+        self._record(stage.name, "hit")
+        return True
+
+    def _unusable(self, stage, why: str) -> bool:
+        self._warn(f"cache: {stage.name}: {why}; building it locally")
+        self._record(stage.name, "miss")
+        return False
+
+    def _get_store(self):
+        with self._lock:
+            if self._store is None:
+                self._store = Store(self.cfg.url, self.cfg.options)
+            return self._store
+
+    def _fail(self, e: Exception):
+        """The store failed: one warning, then no more cache for this process."""
+        with self._lock:
+            if self.cfg.mode == "off":
+                return
+            self.cfg = self.cfg.model_copy(update={"mode": "off"})
+        msg = redact(str(e)).splitlines()[0] if str(e) else ""
+        self._warn(f"cache: store {self.stats['url']} unusable ({type(e).__name__}: {msg}); "
+                   "building locally without the cache")
+
+    def _warn(self, text: str):
+        log.warning("warning: %s", text)
+        with self._lock:
+            self.stats["warnings"].append(text)
+            self._save()
+
+    def _record(self, stage: str, outcome: str):
+        with self._lock:
+            self.stats["hits" if outcome == "hit" else "misses"] += 1
+            self.stats["stages"][stage] = "restored" if outcome == "hit" else "missed"
+            self._save()
+
+    def ran(self, stage: str):
+        with self._lock:
+            self.stats["stages"][stage] = "ran"
+            self._save()
+
+    def _save(self):
+        atomic.write_json(stats_path(self.profile), self.stats)
+
+
+_caches: dict[str, Cache] = {}
+_caches_lock = threading.Lock()
+
+
+def for_profile(profile: Profile) -> Cache:
+    """One Cache per profile and process: doit's threads share its store, warnings and stats."""
+    with _caches_lock:
+        if profile.name not in _caches:
+            _caches[profile.name] = Cache(profile)
+        return _caches[profile.name]
+
+
+def reset_stats(profile: Profile):
+    """A build starts: the statistics describe this build only."""
+    atomic.write_json(stats_path(profile), _empty_stats(settings(profile)))
+
+
+def _empty_stats(cfg: CacheSettings) -> dict:
+    return {"url": redact(cfg.url or ""), "mode": cfg.mode, "hits": 0, "misses": 0, "bytes_down": 0,
+            "bytes_up": 0, "stages": {}, "warnings": []}

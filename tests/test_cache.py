@@ -1,0 +1,212 @@
+"""The shared build cache through doit, as two machines would use it: two copies of the repository
+in different folders, each with its own copy of the model, sharing a real S3 server (SeaweedFS on
+loopback). Scenarios a–g of the cache issue; the tests share state and run in file order."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import DOIT, REPO, doit, executed
+from pipeline.hashing import file_digest
+from s3server import BUCKET, SECRET_KEY, SeaweedS3
+
+DIT_CHAIN = {"dit_reauthor", "dit_convert", "dit_quantize", "verify_dit"}
+PROFILE = "cached"
+
+
+def checkout(dst):
+    """A copy of this working tree (tracked and untracked-but-not-ignored files), like a clone."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                           stdout=subprocess.PIPE).stdout.decode().split("\0")
+    for f in filter(None, files):
+        if (REPO / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dst / f)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, default_build):
+    tmp = tmp_path_factory.mktemp("cache")
+    server = SeaweedS3(tmp / "s3").start()
+    machines = {}
+    for name in ("one", "two"):
+        model = tmp / f"model_{name}"
+        shutil.copytree(default_build / "inputs", model)
+        clone = checkout(tmp / name / "sao-litert")
+        (clone / "profiles" / f"{PROFILE}.toml").write_text(
+            f'[source]\nkind = "files"\nmodel_config_json = "{model}/model_config.json"\n'
+            f'checkpoint = "{model}/model.ckpt"\nt5_dir = "{model}/t5"\n')
+        machines[name] = {"clone": clone, "model": model, "out": clone / "artifacts" / PROFILE}
+    yield {"server": server, "tmp": tmp, **machines}
+    server.stop()
+    assert server.proc.poll() is not None
+
+
+def build(world, machine, *args, url=f"s3://{BUCKET}/shared", env=None, check=True, secret=SECRET_KEY):
+    m = world[machine]
+    e = {**world["server"].env(secret), "SAO_LITERT_CACHE": url, **(env or {})}
+    return doit(*args, f"profile=profiles/{PROFILE}.toml", env=e, check=check, cwd=m["clone"])
+
+
+def stats(world, machine) -> dict:
+    return json.loads((world[machine]["out"] / "reports" / "cache_stats.json").read_text())
+
+
+def manifest_files(world, machine) -> dict:
+    return json.loads((world[machine]["out"] / "bundle" / "manifest.json").read_text())["files"]
+
+
+def edit_dit_tensor(model):
+    ckpt = model / "model.ckpt"
+    sd = torch.load(ckpt, weights_only=True)
+    key = "model.model.transformer.layers.1.cross_attn.to_q.weight"
+    sd["state_dict"][key] = sd["state_dict"][key] * 0.9
+    torch.save(sd, ckpt)
+
+
+def warnings(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("warning:")]
+
+
+def test_a_second_machine_restores_everything(world):
+    first = build(world, "one").stdout
+    ran = executed(first)
+    assert "collect" in ran and "restored from cache" not in first
+    assert stats(world, "one")["bytes_up"] > 0
+
+    second = build(world, "two").stdout
+    assert executed(second) == ran  # doit ran every action, and each one restored:
+    assert second.count("restored from cache") == len(ran)
+    s = stats(world, "two")
+    assert (s["hits"], s["misses"], s["bytes_up"]) == (len(ran), 0, 0)
+    assert set(s["stages"].values()) == {"restored"}
+    log = "logs/collect.log"  # the stage's own log comes with it
+    assert (world["two"]["out"] / log).read_bytes() == (world["one"]["out"] / log).read_bytes()
+    assert manifest_files(world, "two") == manifest_files(world, "one")
+    assert executed(build(world, "two").stdout) == set()  # restored results are up to date
+
+    wav = world["tmp"] / "two.wav"
+    r = subprocess.run([sys.executable, "-m", "runtime.cli", "generate", "--bundle", str(world["two"]["out"] / "bundle"),
+                        "--prompt", "warm pad", "--seconds", "1", "--seed", "1", "--steps", "2", "--out", str(wav)],
+                       cwd=world["two"]["clone"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert r.returncode == 0, r.stdout
+    assert wav.stat().st_size > 44
+
+
+def test_b_changed_tensor_built_once_restored_elsewhere(world):
+    edit_dit_tensor(world["two"]["model"])
+    out = build(world, "two").stdout
+    assert executed(out) == {"checkpoint", *DIT_CHAIN, "collect"}
+    assert "restored from cache" not in out
+    assert stats(world, "two")["bytes_up"] > 0
+
+    shutil.copyfile(world["two"]["model"] / "model.ckpt", world["one"]["model"] / "model.ckpt")
+    out = build(world, "one").stdout
+    assert executed(out) == {"checkpoint", *DIT_CHAIN, "collect"}
+    s = stats(world, "one")
+    assert (s["hits"], s["misses"], s["bytes_up"]) == (6, 0, 0)
+    assert manifest_files(world, "one") == manifest_files(world, "two")
+
+
+def test_c_corrupt_blob_is_detected_rebuilt_and_replaced(world):
+    target = world["one"]["out"] / "dit" / "dit_model.tflite"
+    digest = file_digest(target)
+    fs = world["server"].fs()
+    blob = f"{BUCKET}/shared/cas/{digest}"
+    fs.pipe_file(blob, b"not a tflite file")
+    target.unlink()
+    out = build(world, "one").stdout
+    assert executed(out) == {"dit_quantize"}
+    [warning] = warnings(out)
+    assert f"blob {digest}" in warning and "corrupt" in warning
+    assert file_digest(target) == digest  # the local build gives the same bytes …
+    local = world["tmp"] / "blob"
+    fs.get_file(blob, str(local))
+    assert file_digest(local) == digest  # … and replaced the bad blob
+
+
+def test_d_kill_during_upload_leaves_no_entry(world):
+    url, fs = f"s3://{BUCKET}/killed", world["server"].fs()
+    doit("forget", "checkpoint", f"profile=profiles/{PROFILE}.toml", cwd=world["one"]["clone"])
+    env = {**os.environ, **world["server"].env(), "SAO_LITERT_CACHE": url, "SAO_LITERT_CACHE_TEST_PAUSE_S": "120"}
+    proc = subprocess.Popen([*DOIT, f"profile=profiles/{PROFILE}.toml"], cwd=world["one"]["clone"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not fs.exists(f"{BUCKET}/killed/cas") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        fs.invalidate_cache()
+    time.sleep(1)  # the rest of the stage's blobs
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert fs.ls(f"{BUCKET}/killed/cas"), "no blob was uploaded before the kill"
+    assert not fs.exists(f"{BUCKET}/killed/ac")
+    out = build(world, "one", url=url).stdout
+    assert executed(out) == {"checkpoint"}
+    fs.invalidate_cache()
+    assert len(fs.ls(f"{BUCKET}/killed/ac")) == 1
+
+
+def test_f_read_only_uploads_nothing_and_off_never_touches_the_store(world):
+    fs = world["server"].fs()
+    doit("forget", "checkpoint", f"profile=profiles/{PROFILE}.toml", cwd=world["one"]["clone"])
+    out = build(world, "one", url=f"s3://{BUCKET}/readonly", env={"SAO_LITERT_CACHE_MODE": "read"}).stdout
+    assert executed(out) == {"checkpoint"} and not warnings(out)
+    s = stats(world, "one")
+    assert (s["mode"], s["misses"], s["bytes_up"]) == ("read", 1, 0)
+    assert not fs.exists(f"{BUCKET}/readonly")
+
+    store = world["tmp"] / "never" / "store"
+    doit("forget", "checkpoint", f"profile=profiles/{PROFILE}.toml", cwd=world["one"]["clone"])
+    out = build(world, "one", url=store.as_uri(), env={"SAO_LITERT_CACHE_MODE": "off"}).stdout
+    assert executed(out) == {"checkpoint"} and not warnings(out)
+    assert not store.parent.exists()
+    assert stats(world, "one")["mode"] == "off"
+
+
+def test_g_edited_module_that_no_list_names_changes_the_key(world):
+    module = world["two"]["clone"] / "runtime" / "ping_pong.py"
+    users = {f.stem for f in (world["two"]["out"] / ".deps").glob("*.json")
+             if "runtime/ping_pong.py" in json.loads(f.read_text())["files"]}
+    assert users == {"verify_dit", "collect"}  # discovered from the stage processes' imports
+    module.write_text(module.read_text() + "\n# an edit\n")
+    out = build(world, "two").stdout
+    assert executed(out) == users
+    s = stats(world, "two")
+    assert (s["hits"], s["misses"]) == (0, 2)
+    assert executed(build(world, "two").stdout) == set()
+
+
+def test_bad_credentials_build_locally_with_one_warning(world):
+    doit("forget", "collect", "verify_dit", f"profile=profiles/{PROFILE}.toml", cwd=world["one"]["clone"])
+    out = build(world, "one", secret="wrong-secret").stdout
+    assert executed(out) == {"verify_dit", "collect"}
+    [warning] = warnings(out)
+    assert "building locally" in warning and "wrong-secret" not in out
+
+
+def test_no_credentials_in_any_written_file(world):
+    fs = world["server"].fs()
+    for m in ("one", "two"):
+        for f in world[m]["out"].rglob("*"):
+            if f.is_file() and f.stat().st_size < 50e6:
+                assert SECRET_KEY.encode() not in f.read_bytes(), f
+    for path in fs.find(f"{BUCKET}/shared"):
+        assert SECRET_KEY.encode() not in fs.cat_file(path), path
+
+
+def test_e_stopped_server_builds_locally_with_one_warning(world):
+    world["server"].stop()
+    doit("forget", "collect", "verify_dit", f"profile=profiles/{PROFILE}.toml", cwd=world["one"]["clone"])
+    t0 = time.monotonic()
+    r = build(world, "one")
+    assert executed(r.stdout) == {"verify_dit", "collect"}
+    [warning] = warnings(r.stdout)
+    assert "unusable" in warning and "building locally" in warning
+    assert time.monotonic() - t0 < 120
