@@ -1,7 +1,8 @@
 """Benchmark: `./dev bench [PROFILE]` → artifacts/<profile>/reports/bench.json + a table.
 
 No-op doit time, XXH3 checker vs doit's MD5Checker on a 1 GiB file, full build time and peak
-stage memory (a fresh copy of the profile), bundle latency per stage vs PyTorch, artifact sizes."""
+stage memory (a fresh copy of the profile, uploading into a loopback SeaweedFS cache), a fresh
+checkout restoring everything from that cache, bundle latency per stage vs PyTorch, artifact sizes."""
 import json
 import logging
 import os
@@ -16,16 +17,55 @@ from pathlib import Path
 
 from .atomic import write_json
 from .config import REPO, load_profile
+from .seaweed import BUCKET, SeaweedS3
 
 log = logging.getLogger("sao.bench")
 
 
-def _doit(*args):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "doit", *args], cwd=REPO, env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+# Runs a command and writes the peak RSS (kB) of its process tree's largest process to argv[1].
+_PEAK = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[2:]); "
+         "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(rc)")
+
+
+def _doit(*args, cwd=REPO, env=None, peak: dict | None = None):
+    """Seconds of one doit run; with `peak`, also its largest process's peak RSS in MB."""
+    env = {**os.environ, **(env or {}), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    with tempfile.NamedTemporaryFile() as rss:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", _PEAK, rss.name, sys.executable, "-m", "doit", *args], cwd=cwd,
+                       env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds = time.perf_counter() - t0
+        if peak is not None:
+            peak["peak_rss_mb"] = int(Path(rss.name).read_text()) / 1024
+    return seconds
+
+
+def checkout(dst: Path) -> Path:
+    """A copy of this working tree (tracked and untracked-but-not-ignored files), like a clone."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                           stdout=subprocess.PIPE).stdout.decode().split("\0")
+    for f in filter(None, files):
+        if (REPO / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dst / f)
+    return dst
+
+
+def cache_restore(profile_file: Path, built_out: Path, cache_env: dict) -> dict:
+    """A fresh checkout, same profile, same cache: everything restored. Wall time, the peak RSS of
+    the doit process (restores run no stage process), bytes moved, and bundle equality."""
+    with tempfile.TemporaryDirectory(dir=REPO / "artifacts") as d:
+        clone = checkout(Path(d) / "checkout")
+        shutil.copyfile(profile_file, clone / "profiles" / profile_file.name)
+        peak = {}
+        seconds = _doit(f"profile=profiles/{profile_file.name}", cwd=clone, env=cache_env, peak=peak)
+        out = clone / "artifacts" / built_out.name
+        stats = json.loads((out / "logs" / "cache_stats.json").read_text())
+        same = (json.loads((out / "bundle" / "manifest.json").read_text())["files"]
+                == json.loads((built_out / "bundle" / "manifest.json").read_text())["files"])
+    return {"seconds": seconds, **peak,
+            "hits": stats["hits"], "misses": stats["misses"], "bytes_down": stats["bytes_down"],
+            "bundle_equal": same}
 
 
 def checker_throughput(size=1 << 30) -> dict:
@@ -87,16 +127,24 @@ def main(argv):
     copy.write_text(re.sub(r"(?m)^name\s*=.*$", "", profile_path.read_text()))
     bench = load_profile(copy)
     shutil.rmtree(bench.out, ignore_errors=True)
+    store = tempfile.TemporaryDirectory(dir=REPO / "artifacts")
+    server = SeaweedS3(Path(store.name)).start()
+    cache_env = {**server.env(), "SAO_LITERT_CACHE": f"s3://{BUCKET}/bench"}
     try:
-        log.info("building %s from scratch (progress: %s)", copy.name, bench.out / "logs")
-        build_s = _doit(f"profile={copy}")
+        log.info("building %s from scratch into a loopback S3 cache (progress: %s)", copy.name, bench.out / "logs")
+        build_s = _doit(f"profile={copy}", env=cache_env)
+        uploaded = json.loads((bench.out / "logs" / "cache_stats.json").read_text())["bytes_up"]
+        log.info("built in %.0f s; a fresh checkout restores it from the cache …", build_s)
+        restore = {**cache_restore(copy, bench.out, cache_env), "bytes_up_by_build": uploaded}
+        server.stop()
         stages = stage_figures(bench.out)
         peak = max(stages, key=lambda k: stages[k]["peak_rss_mb"])
-        log.info("built in %.0f s; no-op doit, file checkers, latency …", build_s)
+        log.info("restored in %.1f s; no-op doit, file checkers, latency …", restore["seconds"])
         noop = statistics.median(_doit(f"profile={copy}") for _ in range(3))
         result = {"profile": profile.name, "noop_doit_s": noop, "checker": checker_throughput(),
                   "full_build": {"seconds": build_s, "peak_rss_mb": stages[peak]["peak_rss_mb"], "peak_stage": peak,
                                  "stages": stages},
+                  "cache_restore": {**restore, "over_build": restore["seconds"] / build_s},
                   "parity": {r.stem: {c["check"]: c["value"] for c in json.loads(r.read_text())["checks"]}
                              for r in sorted((bench.out / "reports").glob("parity_*.json"))},
                   "latency": latency(copy),
@@ -107,12 +155,17 @@ def main(argv):
         sys.exit(f"bench: building {copy.name} failed; its artifacts and logs are kept in {bench.out}")
     finally:
         copy.unlink(missing_ok=True)
+        server.stop()
+        store.cleanup()
     shutil.rmtree(bench.out)
     write_json(profile.out / "reports" / "bench.json", result)
     c, b, lat = result["checker"], result["full_build"], result["latency"]
     rows = [("no-op doit", f"{noop:.3f} s"),
             ("xxh3 vs md5 (1 GiB)", f"{c['xxh3_gb_s']:.2f} vs {c['md5_gb_s']:.2f} GB/s = {c['ratio']:.1f}x"),
-            ("full build", f"{b['seconds']:.1f} s, peak {b['peak_rss_mb']} MB ({b['peak_stage']})")]
+            ("full build (uploading to the cache)", f"{b['seconds']:.1f} s, peak {b['peak_rss_mb']} MB ({b['peak_stage']})"),
+            ("fresh checkout restoring all from the cache", "{seconds:.1f} s = {over_build:.3f} of the build, "
+             "peak {peak_rss_mb:.0f} MB, {hits} hits / {misses} misses, {bytes_down:.3g} B, bundle equal: "
+             "{bundle_equal}".format(**result["cache_restore"]))]
     rows += [(f"{k} LiteRT / PyTorch", f"{lat['litert_s'][k] * 1e3:.1f} / {lat['pytorch_s'][k] * 1e3:.1f} ms "
               f"= {lat['litert_over_pytorch'][k]:.2f}") for k in STAGES]
     rows += [(f"stage {k}", f"{v['seconds']:.1f} s, peak {v['peak_rss_mb']} MB") for k, v in b["stages"].items()]

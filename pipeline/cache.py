@@ -40,7 +40,7 @@ def settings(profile: Profile) -> CacheSettings:
 
 
 def stats_path(profile: Profile):
-    return profile.out / "reports" / "cache_stats.json"
+    return profile.out / "logs" / "cache_stats.json"  # about the last build run, like the logs
 
 
 class Cache:

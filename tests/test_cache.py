@@ -14,21 +14,11 @@ import torch
 
 from conftest import DOIT, REPO, doit, executed
 from pipeline.hashing import file_digest
-from s3server import BUCKET, SECRET_KEY, SeaweedS3
+from pipeline.bench import checkout
+from pipeline.seaweed import BUCKET, SECRET_KEY, SeaweedS3
 
 DIT_CHAIN = {"dit_reauthor", "dit_convert", "dit_quantize", "verify_dit"}
 PROFILE = "cached"
-
-
-def checkout(dst):
-    """A copy of this working tree (tracked and untracked-but-not-ignored files), like a clone."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                           stdout=subprocess.PIPE).stdout.decode().split("\0")
-    for f in filter(None, files):
-        if (REPO / f).is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, dst / f)
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +46,7 @@ def build(world, machine, *args, url=f"s3://{BUCKET}/shared", env=None, check=Tr
 
 
 def stats(world, machine) -> dict:
-    return json.loads((world[machine]["out"] / "reports" / "cache_stats.json").read_text())
+    return json.loads((world[machine]["out"] / "logs" / "cache_stats.json").read_text())
 
 
 def manifest_files(world, machine) -> dict:

