@@ -8,6 +8,7 @@ for its stage, which then builds locally (and, read-write, replaces the blob).""
 import logging
 import os
 import platform
+import shutil
 import threading
 import time
 from datetime import datetime, timezone
@@ -50,6 +51,7 @@ class Cache:
         self._store = None
         self._lock = threading.Lock()
         self.bad: set[str] = set()  # blobs found corrupt: replaced on upload
+        self._local: dict = {}      # digest → a file restored in this process
         self.stats = _empty_stats(self.cfg)
 
     @property
@@ -112,33 +114,48 @@ class Cache:
 
     # ------------------------------------------------------------------ details
     def _fetch(self, store, stage, key, entry, t0) -> bool:
-        want = {role: (entry["outputs"][role], path) for role, path in stage.outputs.items()}
-        want["log"] = (entry["log"], self.profile.out / "logs" / f"{stage.name}.log")
+        try:
+            want = {role: (entry["outputs"][role], path) for role, path in stage.outputs.items()}
+            want["log"] = (entry["log"], self.profile.out / "logs" / f"{stage.name}.log")
+            code = list(entry["code"])
+        except (KeyError, TypeError):
+            return self._unusable(stage, f"entry ac/{key}.json is malformed")
         tmps, size = {}, 0
         try:
             for role, (blob, path) in want.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmps[role] = tmp = atomic.tmp_path(path)
                 try:
-                    store.get_blob(blob["digest"], tmp)
+                    got = self._get_blob(store, blob["digest"], tmp)
                 except FileNotFoundError:
                     return self._unusable(stage, f"blob {blob['digest']} ({role}) is missing")
-                if file_digest(tmp) != blob["digest"]:
+                if got != blob["digest"]:
                     self.bad.add(blob["digest"])
                     return self._unusable(stage, f"blob {blob['digest']} ({role}) is corrupt")
                 size += blob["size"]
             for role, (blob, path) in want.items():
                 atomic.commit(tmps[role], path)
-            keys.write_depfile(keys.depfile(self.profile.out, stage.name), entry["code"])
+                self._local[blob["digest"]] = path
+            keys.write_depfile(keys.depfile(self.profile.out, stage.name), code)
         finally:
             for tmp in tmps.values():
                 tmp.unlink(missing_ok=True)
         secs = time.perf_counter() - t0
         log.info("  %s: restored from cache (%.1f MB, %.1f s)", stage.name, size / 1e6, secs)
-        with self._lock:
-            self.stats["bytes_down"] += size
         self._record(stage.name, "hit")
         return True
+
+    def _get_blob(self, store, digest: str, dst) -> str:
+        """A blob this build already has on disk (the bundle repeats the final files) is copied
+        locally; any other is downloaded. Returns the digest of what was written."""
+        local = self._local.get(digest)
+        if local is not None and local.is_file():
+            shutil.copyfile(local, dst)
+            return file_digest(dst)
+        got = store.get_blob(digest, dst)
+        with self._lock:
+            self.stats["bytes_down"] += os.path.getsize(dst)
+        return got
 
     def _unusable(self, stage, why: str) -> bool:
         self._warn(f"cache: {stage.name}: {why}; building it locally")

@@ -9,9 +9,15 @@ never writes a URL's user part or the storage options anywhere (`redact`)."""
 import json
 import os
 import re
+import shutil
 import uuid
 
+import xxhash
 
+
+# Blobs move in ranged reads and multipart writes of this size: s3fs's get_file/put_file hold a
+# whole object in memory (1.4 GB for the real-size DiT), these hold one chunk.
+_CHUNK = 32 << 20
 # S3: fail fast on a dead endpoint instead of botocore's long default retries.
 _S3_DEFAULTS = {"config_kwargs": {"connect_timeout": 5, "read_timeout": 120,
                                   "retries": {"max_attempts": 2, "mode": "standard"}}}
@@ -50,11 +56,23 @@ class Store:
         size = os.path.getsize(src)
         if not replace and self.blob_size(digest) == size:
             return 0
-        self._write(self._path("cas", digest), lambda p: self.fs.put_file(str(src), p))
+        def write(path):
+            with open(src, "rb") as f, self.fs.open(path, "wb", block_size=_CHUNK) as out:
+                shutil.copyfileobj(f, out, _CHUNK)
+        self._write(self._path("cas", digest), write)
         return size
 
-    def get_blob(self, digest: str, dst):
-        self.fs.get_file(self._path("cas", digest), str(dst))
+    def get_blob(self, digest: str, dst) -> str:
+        """Download a blob to dst; returns the XXH3-128 of the bytes written (FileNotFoundError
+        when the store has no such blob)."""
+        path = self._path("cas", digest)
+        size, h = self.fs.size(path), xxhash.xxh3_128()
+        with open(dst, "wb") as out:
+            for start in range(0, size, _CHUNK):
+                chunk = self.fs.cat_file(path, start=start, end=min(start + _CHUNK, size))
+                h.update(chunk)
+                out.write(chunk)
+        return h.hexdigest()
 
     def get_json(self, kind: str, key: str) -> dict | None:
         try:
