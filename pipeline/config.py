@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InputError, pydantic_error
+from .hf import locate
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PROFILE = REPO / "profiles" / "default.toml"
@@ -226,14 +227,20 @@ class SyntheticSource(_Strict):
 
 
 T5_FILES = ("config.json", "model.safetensors", "spiece.model")
+CHECKPOINT_FILES = ("model.safetensors", "model.ckpt")  # in order of preference
 
 
 class FileSource(_Strict):
-    """A model on local disk (the real SAOS, a fine-tune …)."""
+    """A model on local disk (the real SAOS, a fine-tune …): `model`/`t5` name a folder or a
+    Hugging Face repo id in the local cache (pipeline/hf.py), or the three paths are given."""
     kind: Literal["files"]
-    model_config_json: Path
-    checkpoint: Path
-    t5_dir: Path
+    model: str | None = None        # folder or repo id holding model_config.json + model.safetensors|.ckpt
+    revision: str | None = None     # of `model` in the Hugging Face cache (default: main)
+    t5: str | None = None           # folder or repo id holding config.json, model.safetensors, spiece.model
+    t5_revision: str | None = None
+    model_config_json: Path | None = None
+    checkpoint: Path | None = None
+    t5_dir: Path | None = None
 
 
 class ConditionersSettings(_Strict):
@@ -301,16 +308,42 @@ def load_profile(path=None) -> Profile:
         profile = Profile.model_validate({**raw, "path": path})
     except ValidationError as e:
         raise pydantic_error(path, e) from None
-    if isinstance(profile.source, FileSource):  # relative paths are relative to the profile
-        src = profile.source
-        for field in ("model_config_json", "checkpoint", "t5_dir"):
-            p = getattr(src, field)
-            p = p if p.is_absolute() else path.parent / p
-            if not p.exists():
-                raise InputError(path, f"source.{field}", f"{p} does not exist")
-            setattr(src, field, p)
-        missing = [n for n in T5_FILES if not (src.t5_dir / n).is_file()]
-        if missing:
-            raise InputError(path, "source.t5_dir", f"{src.t5_dir} has no {', '.join(missing)} "
-                                                    f"(a T5 folder holds {', '.join(T5_FILES)})")
+    if isinstance(profile.source, FileSource):
+        _resolve_files(profile.source, path)
     return profile
+
+
+def _resolve_files(src: FileSource, path: Path):
+    """Fill the three paths from `model`/`t5` (folders or cached repo ids) and check them.
+    Relative paths are relative to the profile."""
+    if src.model:
+        folder = _locate(src.model, src.revision, path, "source.model")
+        if not (folder / "model_config.json").is_file():
+            raise InputError(path, "source.model", f"{folder} has no model_config.json")
+        ckpts = [folder / n for n in CHECKPOINT_FILES if (folder / n).is_file()]
+        if not ckpts:
+            raise InputError(path, "source.model", f"{folder} has neither {' nor '.join(CHECKPOINT_FILES)}")
+        src.model_config_json = src.model_config_json or folder / "model_config.json"
+        src.checkpoint = src.checkpoint or ckpts[0]  # safetensors first: no pickle at all
+    if src.t5:
+        src.t5_dir = src.t5_dir or _locate(src.t5, src.t5_revision, path, "source.t5")
+    for field, alt in (("model_config_json", "model"), ("checkpoint", "model"), ("t5_dir", "t5")):
+        p = getattr(src, field)
+        if p is None:
+            raise InputError(path, f"source.{alt}", f"missing: give `{alt}` (a folder or a Hugging Face "
+                                                    f"repo id) or `{field}`")
+        p = p if p.is_absolute() else path.parent / p
+        if not p.exists():
+            raise InputError(path, f"source.{field}", f"{p} does not exist")
+        setattr(src, field, p)
+    missing = [n for n in T5_FILES if not (src.t5_dir / n).is_file()]
+    if missing:
+        raise InputError(path, "source.t5" if src.t5 else "source.t5_dir",
+                         f"{src.t5_dir} has no {', '.join(missing)} (a T5 folder holds {', '.join(T5_FILES)})")
+
+
+def _locate(spec, revision, path, field) -> Path:
+    try:
+        return locate(spec, revision, path.parent)
+    except LookupError as e:
+        raise InputError(path, field, str(e)) from None

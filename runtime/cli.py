@@ -1,4 +1,5 @@
-"""`sao-litert generate …`: prompt → WAV from a bundle, timing each stage like the app does."""
+"""`sao-litert generate …`: prompt → WAV from a bundle, timing each stage like the app does.
+`sao-litert init …`: a profile for a downloaded model (pipeline/init_profile.py)."""
 import argparse
 import json
 import logging
@@ -22,12 +23,22 @@ def _parser():
     g.add_argument("--reference", metavar="PROFILE", type=Path,
                    help="also run the PyTorch modules of this built profile with the same noise; report SNR")
     g.add_argument("--report", type=Path, help="write timings (and reference SNRs) as JSON here")
+    i = sub.add_parser("init", help="write profiles/NAME.toml for a downloaded model (folders or Hugging Face cache)")
+    i.add_argument("name")
+    i.add_argument("--model", required=True, help="SAOS folder or repo id (stabilityai/stable-audio-open-small)")
+    i.add_argument("--t5", required=True, help="T5 folder or repo id (google-t5/t5-base)")
+    i.add_argument("--revision", help="cached revision of --model (default: main)")
+    i.add_argument("--t5-revision", help="cached revision of --t5 (default: main)")
+    i.add_argument("--force", action="store_true", help="replace an existing profile")
     return p
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    if args.command == "init":
+        from pipeline.init_profile import main as init  # the build side: not part of the runtime
+        return init(args.name, args.model, args.t5, args.revision, args.t5_revision, args.force)
     log = logging.getLogger("sao.generate")
     req = Request(args.prompt, args.seconds, args.seed, args.steps, args.threads)
     try:

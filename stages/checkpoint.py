@@ -10,7 +10,7 @@ import pickle
 import zipfile
 from pathlib import Path
 
-from pipeline.config import load_model_config
+from pipeline.config import CHECKPOINT_FILES, load_model_config
 from pipeline.atomic import write_json
 from pipeline.errors import InputError
 from pipeline.hashing import file_digest
@@ -18,7 +18,6 @@ from stages.models import layout
 
 log = logging.getLogger("sao.checkpoint")
 SHARDED = ("conditioners", "dit", "decoder")
-MAX_LISTED = 10
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -46,37 +45,15 @@ def load_checkpoint(path: Path) -> dict:
     return sd
 
 
-def _listing(keys) -> str:
-    keys = sorted(keys)
-    more = f" … (+{len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else ""
-    return ", ".join(keys[:MAX_LISTED]) + more
-
-
-def validate(sd: dict, expected: dict, path: Path):
-    """Every needed key present with the right shape; nothing unexpected (encoder keys are
-    expected but optional). One error names every offending key."""
-    optional = layout.PREFIXES["encoder"]
-    missing = [k for k in expected if k not in sd and not k.startswith(optional)]
-    unexpected = [k for k in sd if k not in expected]
-    misshaped = [f"{k} {tuple(sd[k].shape)} != {expected[k]}" for k in sd
-                 if k in expected and tuple(sd[k].shape) != expected[k]]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_listing(unexpected)}")
-    if misshaped:
-        problems.append(f"mis-shaped keys: {_listing(misshaped)}")
-    if problems:
-        field = (missing or unexpected or [m.split(' ')[0] for m in misshaped])[0]
-        raise InputError(path, field, "; ".join(problems))
-
-
 def run(inputs: dict, outputs: dict, config: dict):
     from safetensors.torch import save_file
     cfg = load_model_config(inputs["model_config"])
-    sd = load_checkpoint(inputs["checkpoint"])
-    validate(sd, layout.checkpoint_layout(cfg), inputs["checkpoint"])
+    ckpt = Path(inputs["checkpoint"])
+    other = [n for n in CHECKPOINT_FILES if n != ckpt.name and (ckpt.parent / n).is_file()]
+    log.info("reading %s%s", ckpt, f" (preferred over {other[0]} beside it: no pickle)"
+             if ckpt.suffix == ".safetensors" and other else "")
+    sd = load_checkpoint(ckpt)
+    layout.check_keys({k: tuple(v.shape) for k, v in sd.items()}, layout.checkpoint_layout(cfg), ckpt)
     for name in SHARDED:
         meta = {"config": json.dumps(layout.shard_config(cfg, name), sort_keys=True)}
         prefix = layout.PREFIXES[name]

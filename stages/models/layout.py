@@ -3,6 +3,7 @@
 Key names are the original stable-audio-tools ones; the re-authored modules use the same names
 relative to each submodule's prefix, so a shard loads without any remapping table."""
 from pipeline.config import ConditioningConfig, DiTConfig, ModelConfig, OobleckConfig, OobleckDecoderConfig
+from pipeline.errors import InputError
 
 PREFIXES = {
     "conditioners": "conditioner.conditioners.",
@@ -10,6 +11,7 @@ PREFIXES = {
     "decoder": "pretransform.model.decoder.",
     "encoder": "pretransform.model.encoder.",  # audio-to-audio only: validated, not converted
 }
+MAX_LISTED = 10
 NUMBER_EMBED_DIM = 256  # NumberEmbedder default: 128 learned frequencies
 
 
@@ -120,3 +122,29 @@ def checkpoint_layout(cfg: ModelConfig) -> dict[str, tuple]:
     parts = {"conditioners": conditioners(cfg.conditioning), "dit": dit(cfg.dit),
              "decoder": decoder(cfg.decoder), "encoder": encoder(enc.config if enc else None)}
     return {PREFIXES[name] + k: shape for name, keys in parts.items() for k, shape in keys.items()}
+
+
+def _listing(keys) -> str:
+    keys = sorted(keys)
+    more = f" … (+{len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else ""
+    return ", ".join(keys[:MAX_LISTED]) + more
+
+
+def check_keys(shapes: dict[str, tuple], expected: dict, path):
+    """Every needed key present with the right shape; nothing unexpected (encoder keys are
+    expected but optional). One error names every offending key."""
+    optional = PREFIXES["encoder"]
+    missing = [k for k in expected if k not in shapes and not k.startswith(optional)]
+    unexpected = [k for k in shapes if k not in expected]
+    misshaped = [f"{k} {shapes[k]} != {expected[k]}" for k in shapes
+                 if k in expected and shapes[k] != expected[k]]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_listing(unexpected)}")
+    if misshaped:
+        problems.append(f"mis-shaped keys: {_listing(misshaped)}")
+    if problems:
+        field = (missing or unexpected or [m.split(' ')[0] for m in misshaped])[0]
+        raise InputError(path, field, "; ".join(problems))

@@ -1,0 +1,93 @@
+"""`sao-litert init NAME --model FOLDER|REPO_ID --t5 FOLDER|REPO_ID`: write profiles/NAME.toml for
+a model on disk, after checking all that can be checked without loading the weights: the files,
+model_config.json's schema, the checkpoint's key names and shapes (safetensors header, or a .ckpt
+mapped with weights_only), and the T5 width against the model's cond_dim. Nothing is written
+unless every check passes; errors are the build's one-line `error: FILE: FIELD: …`."""
+import json
+import logging
+import struct
+import tempfile
+from pathlib import Path
+
+from .atomic import write_bytes
+from .config import REPO, load_model_config, load_profile
+from .errors import InputError
+
+log = logging.getLogger("sao.init")
+
+
+def checkpoint_shapes(path: Path) -> dict[str, tuple]:
+    """Key → shape without reading a tensor: the safetensors header, or torch.load with mmap."""
+    if path.suffix != ".safetensors":
+        from stages.checkpoint import load_checkpoint  # weights_only, mmap: tensors are not read
+        return {k: tuple(v.shape) for k, v in load_checkpoint(path).items()}
+    try:
+        with open(path, "rb") as f:
+            header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+        return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    except (struct.error, ValueError, KeyError, TypeError, MemoryError) as e:
+        raise InputError(path, None, f"unreadable safetensors header: {e}") from None
+
+
+def check(profile_path: Path):
+    from stages.models import layout
+    src = load_profile(profile_path).source  # folders, repo ids, files present
+    cfg = load_model_config(src.model_config_json)
+    layout.check_keys(checkpoint_shapes(src.checkpoint), layout.checkpoint_layout(cfg), src.checkpoint)
+    t5_config = src.t5_dir / "config.json"
+    width = json.loads(t5_config.read_text()).get("d_model")
+    if width != cfg.conditioning.cond_dim:
+        raise InputError(t5_config, "d_model", f"T5 width {width} != model config conditioning.cond_dim "
+                                               f"{cfg.conditioning.cond_dim} (no projection layer in this checkpoint)")
+    return src
+
+
+def text(name: str, model: str, t5: str, revision: str | None, t5_revision: str | None, src=None) -> str:
+    """The profile; `src` (the resolved source) adds what each field resolved to, as comments."""
+    lines = [f"# Written by `sao-litert init {name}`. Build: ./dev build profile=profiles/{name}.toml",
+             "[source]", 'kind = "files"',
+             "# The Stable Audio Open Small download: a folder, or a Hugging Face repo id looked up in",
+             "# the local cache ($HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub), never downloaded.",
+             f"model = {json.dumps(model)}"]
+    if revision:
+        lines += ["# The cached revision to use (a branch, tag or commit; default: main).",
+                  f"revision = {json.dumps(revision)}"]
+    if src:
+        lines += [f"# Resolved now: {src.model_config_json.parent}",
+                  f"# Checkpoint: {src.checkpoint.name} (model.safetensors is preferred over model.ckpt: no pickle)."]
+    lines += ["# The T5 encoder (google-t5/t5-base for SAOS): config.json, model.safetensors, spiece.model.",
+              f"t5 = {json.dumps(t5)}"]
+    if t5_revision:
+        lines += ["# The cached revision of the T5 encoder.", f"t5_revision = {json.dumps(t5_revision)}"]
+    if src:
+        lines += [f"# Resolved now: {src.t5_dir}"]
+    return "\n".join(lines) + "\n"
+
+
+def _absolute(spec: str) -> str:
+    """A folder given relative to the shell becomes absolute (the profile lives elsewhere)."""
+    folder = Path(spec).expanduser()
+    return str(folder.resolve()) if folder.is_dir() else spec
+
+
+def main(name: str, model: str, t5: str, revision=None, t5_revision=None, force=False) -> int:
+    target = REPO / "profiles" / f"{name}.toml"
+    try:
+        if target.exists() and not force:
+            raise InputError(target, None, "exists; pass --force to replace it")
+        model, t5 = _absolute(model), _absolute(t5)
+        with tempfile.TemporaryDirectory() as d:
+            draft = Path(d) / f"{name}.toml"
+            draft.write_text(text(name, model, t5, revision, t5_revision))
+            try:
+                src = check(draft)
+            except InputError as e:  # name the profile being made, not the draft
+                e.file = str(target) if e.file == str(draft) else e.file
+                raise
+        write_bytes(target, text(name, model, t5, revision, t5_revision, src).encode())
+    except InputError as e:
+        log.error("error: %s", e)
+        return InputError.exit_code
+    log.info("wrote %s (checkpoint %s, T5 %s)", target.relative_to(REPO), src.checkpoint, src.t5_dir)
+    log.info("build it: ./dev build profile=profiles/%s.toml", name)
+    return 0

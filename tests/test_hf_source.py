@@ -1,0 +1,117 @@
+"""The real model as a user downloads it: the synthetic model laid out as huggingface_hub lays out
+its cache (blobs, snapshot symlinks, refs/main), `sao-litert init` by repo id, and builds from it.
+The tests share one cache and one built profile and run in file order."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import REPO, doit, executed
+
+SAOS, T5 = "stabilityai/stable-audio-open-small", "google-t5/t5-base"
+NAME = "t_hf"
+DIT_CHAIN = {"dit_reauthor", "dit_convert", "dit_quantize", "verify_dit"}
+
+
+def snapshot(cache, repo_id, commit, files: dict, ref="main"):
+    """One revision of a repo in the cache: content-named blobs, relative symlinks, a ref."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    for name, data in files.items():
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        if not blob.exists():
+            blob.write_bytes(data)
+        os.symlink(f"../../blobs/{blob.name}", repo / "snapshots" / commit / name)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / ref).write_text(commit)
+    return repo
+
+
+def safetensors_bytes(sd: dict, tmp) -> bytes:
+    path = tmp / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in sd.items()}, path)
+    return path.read_bytes()
+
+
+def init(env, *args):
+    return subprocess.run([sys.executable, "-m", "runtime.cli", "init", *args], cwd=REPO, env={**os.environ, **env},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory, default_bundle):
+    tmp = tmp_path_factory.mktemp("hf")
+    cache, inputs = tmp / "hub", default_bundle / "inputs"
+    sd = torch.load(inputs / "model.ckpt", weights_only=True)["state_dict"]
+    model = {"model_config.json": (inputs / "model_config.json").read_bytes(),
+             "model.ckpt": (inputs / "model.ckpt").read_bytes(), "model.safetensors": safetensors_bytes(sd, tmp)}
+    snapshot(cache, SAOS, "a" * 40, model)
+    snapshot(cache, T5, "b" * 40, {n: (inputs / "t5" / n).read_bytes()
+                                   for n in ("config.json", "model.safetensors", "spiece.model")})
+    env = {"HF_HUB_CACHE": str(cache)}
+    yield {"cache": cache, "env": env, "model": model, "sd": sd, "tmp": tmp, "out": REPO / "artifacts" / NAME}
+    for name in (NAME, f"{NAME}_bad"):
+        (REPO / "profiles" / f"{name}.toml").unlink(missing_ok=True)
+        shutil.rmtree(REPO / "artifacts" / name, ignore_errors=True)
+
+
+def test_a_b_init_by_repo_id_builds_the_same_bundle_from_safetensors(hub, default_bundle):
+    r = init(hub["env"], NAME, "--model", SAOS, "--t5", T5)
+    assert r.returncode == 0, r.stdout
+    profile = (REPO / "profiles" / f"{NAME}.toml").read_text()
+    assert f'model = "{SAOS}"' in profile and "Checkpoint: model.safetensors" in profile
+    assert f"./dev build profile=profiles/{NAME}.toml" in r.stdout
+    doit(profile=f"profiles/{NAME}.toml", env=hub["env"])
+    manifest = json.loads((hub["out"] / "bundle" / "manifest.json").read_text())
+    explicit = json.loads((default_bundle / "bundle" / "manifest.json").read_text())
+    assert manifest["files"] == explicit["files"]
+    assert manifest["source"]["checkpoint"] == "model.safetensors"
+    log = (hub["out"] / "logs" / "checkpoint.log").read_text()
+    assert "model.safetensors (preferred over model.ckpt beside it: no pickle)" in log
+
+
+def _bad(hub, *args, env=None):
+    r = init({**hub["env"], **(env or {})}, f"{NAME}_bad", *args)
+    assert r.returncode == 2
+    [line] = [x for x in r.stdout.splitlines() if "error:" in x]
+    assert not (REPO / "profiles" / f"{NAME}_bad.toml").exists()
+    return line
+
+
+def test_c_bad_downloads_one_error_line_each(hub):
+    line = _bad(hub, "--model", "stabilityai/not-downloaded", "--t5", T5)
+    assert "source.model" in line and "models--stabilityai--not-downloaded does not exist" in line
+
+    files = {k: v for k, v in hub["model"].items() if k != "model_config.json"}
+    snapshot(hub["cache"], SAOS, "c" * 40, files, ref="no-config")
+    line = _bad(hub, "--model", SAOS, "--revision", "no-config", "--t5", T5)
+    assert "source.model" in line and f"{'c' * 40} has no model_config.json" in line
+
+    t5 = hub["cache"] / f"models--{T5.replace('/', '--')}" / "snapshots" / ("b" * 40)
+    wide = hub["tmp"] / "wide_t5"
+    shutil.copytree(t5, wide)
+    conf = json.loads((wide / "config.json").read_text())
+    (wide / "config.json").unlink()
+    (wide / "config.json").write_text(json.dumps({**conf, "d_model": conf["d_model"] * 2}))
+    line = _bad(hub, "--model", SAOS, "--t5", str(wide))
+    assert f"{wide}/config.json: d_model: T5 width" in line
+
+
+def test_d_new_revision_rebuilds_only_what_it_changes(hub):
+    profile = f"profiles/{NAME}.toml"
+    for blob in (hub["cache"] / f"models--{SAOS.replace('/', '--')}" / "blobs").iterdir():
+        blob.write_bytes(blob.read_bytes())  # re-downloaded: new mtimes, same bytes
+    assert executed(doit(profile=profile, env=hub["env"]).stdout) == set()
+
+    sd = dict(hub["sd"])
+    key = "model.model.transformer.layers.1.cross_attn.to_q.weight"
+    sd[key] = sd[key] * 0.9
+    snapshot(hub["cache"], SAOS, "d" * 40, {**hub["model"], "model.safetensors": safetensors_bytes(sd, hub["tmp"])})
+    assert executed(doit(profile=profile, env=hub["env"]).stdout) == {"checkpoint", *DIT_CHAIN, "collect"}
