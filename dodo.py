@@ -5,6 +5,7 @@ TF, converters) happen only inside stage processes, so a no-op `doit` stays fast
     doit profile=PATH         build another profile (artifacts/<name>/, its own doit state)
     doit dit_tflite           one target;  doit list;  doit clean
     doit cache_stats          what the shared cache did in the last build
+    doit report;  doit graph  reports/index.html;  the DAG picture alone
 """
 import sys
 
@@ -25,3 +26,4 @@ def task_stages():
         yield {"basename": name, "doc": doc, "actions": None, "task_dep": deps}
     yield session.generate_task(profile)
     yield session.cache_stats_task(profile)
+    yield from session.report_tasks(profile)

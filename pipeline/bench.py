@@ -60,7 +60,7 @@ def cache_restore(profile_file: Path, built_out: Path, cache_env: dict) -> dict:
         peak = {}
         seconds = _doit(f"profile=profiles/{profile_file.name}", cwd=clone, env=cache_env, peak=peak)
         out = clone / "artifacts" / built_out.name
-        stats = json.loads((out / "logs" / "cache_stats.json").read_text())
+        stats = json.loads((out / "logs" / "last_build.json").read_text())
         same = (json.loads((out / "bundle" / "manifest.json").read_text())["files"]
                 == json.loads((built_out / "bundle" / "manifest.json").read_text())["files"])
     return {"seconds": seconds, **peak,
@@ -133,7 +133,7 @@ def main(argv):
     try:
         log.info("building %s from scratch into a loopback S3 cache (progress: %s)", copy.name, bench.out / "logs")
         build_s = _doit(f"profile={copy}", env=cache_env)
-        uploaded = json.loads((bench.out / "logs" / "cache_stats.json").read_text())["bytes_up"]
+        uploaded = json.loads((bench.out / "logs" / "last_build.json").read_text())["bytes_up"]
         log.info("built in %.0f s; a fresh checkout restores it from the cache …", build_s)
         restore = {**cache_restore(copy, bench.out, cache_env), "bytes_up_by_build": uploaded}
         server.stop()
@@ -151,6 +151,12 @@ def main(argv):
                   "sizes_bytes": {**{k: v["bytes"] for k, v in
                                      json.loads((bench.out / "bundle" / "manifest.json").read_text())["files"].items()},
                                   "dit_float32.tflite (not bundled)": (bench.out / "dit" / "dit_float32.tflite").stat().st_size}}
+        write_json(bench.out / "reports" / "bench.json", result)
+        log.info("build report …")
+        subprocess.run([sys.executable, "-m", "pipeline.report", str(copy)], cwd=REPO, check=True)
+        for f in ("index.html", "sample_litert.wav", "sample_pytorch.wav"):
+            (profile.out / "reports").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(bench.out / "reports" / f, profile.out / "reports" / f)
     except subprocess.CalledProcessError:
         sys.exit(f"bench: building {copy.name} failed; its artifacts and logs are kept in {bench.out}")
     finally:
@@ -173,7 +179,7 @@ def main(argv):
     rows += [(f"size {k}", f"{v / 1e6:.2f} MB") for k, v in result["sizes_bytes"].items()]
     for k, v in rows:
         log.info("%-56s %s", k, v)
-    log.info("written: %s", profile.out / "reports" / "bench.json")
+    log.info("written: %s and index.html beside it", profile.out / "reports" / "bench.json")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def settings(profile: Profile) -> CacheSettings:
 
 
 def stats_path(profile: Profile):
-    return profile.out / "logs" / "cache_stats.json"  # about the last build run, like the logs
+    return profile.out / "logs" / "last_build.json"  # what the last build did, per stage; cache figures
 
 
 class Cache:
@@ -52,7 +52,11 @@ class Cache:
         self._lock = threading.Lock()
         self.bad: set[str] = set()  # blobs found corrupt: replaced on upload
         self._local: dict = {}      # digest → a file restored in this process
-        self.stats = _empty_stats(self.cfg)
+        # Made at a build's first stage action: the record describes the last build that ran
+        # something (a no-op `doit` or `doit report` keeps it).
+        self.stats = {"url": redact(self.cfg.url or ""), "mode": self.cfg.mode, "hits": 0, "misses": 0,
+                      "bytes_down": 0, "bytes_up": 0, "stages": {}, "warnings": []}
+        self._save()
 
     @property
     def readable(self) -> bool:
@@ -190,9 +194,10 @@ class Cache:
             self.stats["stages"][stage] = "restored" if outcome == "hit" else "missed"
             self._save()
 
-    def ran(self, stage: str):
+    def ran(self, stage: str, outcome: str = "ran"):
+        """A stage ran here (outcome "ran") or failed ("failed")."""
         with self._lock:
-            self.stats["stages"][stage] = "ran"
+            self.stats["stages"][stage] = outcome
             self._save()
 
     def _save(self):
@@ -209,13 +214,3 @@ def for_profile(profile: Profile) -> Cache:
         if profile.name not in _caches:
             _caches[profile.name] = Cache(profile)
         return _caches[profile.name]
-
-
-def reset_stats(profile: Profile):
-    """A build starts: the statistics describe this build only."""
-    atomic.write_json(stats_path(profile), _empty_stats(settings(profile)))
-
-
-def _empty_stats(cfg: CacheSettings) -> dict:
-    return {"url": redact(cfg.url or ""), "mode": cfg.mode, "hits": 0, "misses": 0, "bytes_down": 0,
-            "bytes_up": 0, "stages": {}, "warnings": []}

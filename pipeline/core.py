@@ -38,6 +38,7 @@ def run_stage(stage: Stage, profile: Profile):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     rc = subprocess.call(cmd, cwd=REPO, env=env)
     if rc != 0:
+        cache.ran(stage.name, "failed")
         log_file = profile.out / "logs" / f"{stage.name}.log"
         return TaskFailed(f"stage '{stage.name}' failed (exit {rc}); log: {log_file}")
     cache.ran(stage.name)

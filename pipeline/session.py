@@ -11,8 +11,7 @@ from .config import Profile, load_profile
 from .errors import InputError
 from .hashing import XXH3Checker
 
-_READ_ONLY = {"list", "info", "help", "dumpdb", "tabcompletion", "cache_stats"}
-_NOT_A_BUILD = {*_READ_ONLY, "clean", "forget", "ignore", "reset-dep", "strace"}
+_READ_ONLY = {"list", "info", "help", "dumpdb", "tabcompletion", "cache_stats", "graph"}
 _lock_fd = None  # held for the life of the doit process; the kernel drops it on any exit
 
 
@@ -29,11 +28,8 @@ def open_profile(path) -> Profile:
     console.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger("sao").addHandler(console)
     logging.getLogger("sao").setLevel(logging.INFO)
-    command = _command()
-    if command not in _READ_ONLY:
+    if _command() not in _READ_ONLY:
         _lock(profile)
-    if command not in _NOT_A_BUILD:
-        cache.reset_stats(profile)
     return profile
 
 
@@ -89,6 +85,21 @@ def cache_stats_task(profile: Profile) -> dict:
 
     return {"basename": "cache_stats", "doc": "Cache hits, misses and bytes moved by the last build",
             "actions": [action], "uptodate": [False], "verbosity": 2}
+
+
+def report_tasks(profile: Profile):
+    """`doit report`: reports/index.html after collect; `doit graph`: the DAG picture alone."""
+    from doit.exceptions import TaskFailed
+
+    def action(*flags):
+        import subprocess
+        rc = subprocess.call([sys.executable, "-m", "pipeline.report", str(profile.path), *flags])
+        return TaskFailed(f"report failed (exit {rc})") if rc else None
+
+    yield {"basename": "report", "doc": "Build report: artifacts/<profile>/reports/index.html",
+           "actions": [action], "task_dep": ["collect"], "uptodate": [False], "verbosity": 2}
+    yield {"basename": "graph", "doc": "The build DAG alone: reports/dag.svg and dag.png",
+           "actions": [(action, ["--graph"])], "uptodate": [False], "verbosity": 2}
 
 
 def generate_task(profile: Profile) -> dict:

@@ -46,7 +46,7 @@ def build(world, machine, *args, url=f"s3://{BUCKET}/shared", env=None, check=Tr
 
 
 def stats(world, machine) -> dict:
-    return json.loads((world[machine]["out"] / "logs" / "cache_stats.json").read_text())
+    return json.loads((world[machine]["out"] / "logs" / "last_build.json").read_text())
 
 
 def manifest_files(world, machine) -> dict:
