@@ -13,7 +13,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from . import atomic, keys, toolchain
+from . import atomic, hashing, keys, toolchain
 from .config import CacheSettings, Profile
 from .errors import InputError
 from .hashing import file_digest
@@ -139,6 +139,7 @@ class Cache:
                 size += blob["size"]
             for role, (blob, path) in want.items():
                 atomic.commit(tmps[role], path)
+                hashing.remember(path, blob["digest"])
                 self._local[blob["digest"]] = path
             keys.write_depfile(keys.depfile(self.profile.out, stage.name), code)
         finally:

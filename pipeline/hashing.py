@@ -8,8 +8,30 @@ from doit.dependency import FileChangedChecker
 _CHUNK = 4 << 20
 
 
+_known: dict[tuple, str] = {}  # (path, inode, mtime_ns, size) → digest, for this process
+
+
+def _signature(path) -> tuple:
+    st = os.stat(path)
+    return os.path.abspath(path), st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def remember(path, digest: str):
+    """Record a digest already known for a file just written (a verified cache restore), so
+    later checks in this process need not read it again."""
+    _known[_signature(path)] = digest
+
+
 def file_digest(path) -> str:
-    """XXH3-128 hex digest of a file's bytes, streamed."""
+    """XXH3-128 hex digest of a file's bytes, streamed; a file unchanged (same inode, mtime and
+    size) since this process last hashed it is not read again."""
+    sig = _signature(path)
+    if sig not in _known:
+        _known[sig] = _stream_digest(path)
+    return _known[sig]
+
+
+def _stream_digest(path) -> str:
     h = xxhash.xxh3_128()
     buf = bytearray(_CHUNK)
     view = memoryview(buf)

@@ -19,7 +19,6 @@ from .hashing import file_digest, json_digest
 
 SALT = "sao-litert-key-1"  # change when the key's meaning or the cache format changes
 _SKIP = ("artifacts", ".venv", ".git")
-_digests: dict[tuple, str] = {}  # (path, mtime_ns, size) → digest, for this process
 
 
 def depfile(out: Path, stage: str) -> Path:
@@ -58,19 +57,7 @@ def imported_files(opened=()) -> list[str]:
 
 
 def code_digests(files) -> dict[str, str]:
-    out = {}
-    for rel in files:
-        p = REPO / rel
-        try:
-            st = p.stat()
-        except OSError:
-            out[rel] = "absent"
-            continue
-        sig = (rel, st.st_mtime_ns, st.st_size)
-        if sig not in _digests:
-            _digests[sig] = file_digest(p)
-        out[rel] = _digests[sig]
-    return out
+    return {rel: file_digest(REPO / rel) if (REPO / rel).is_file() else "absent" for rel in files}
 
 
 def key_parts(stage, code) -> dict:
