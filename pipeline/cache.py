@@ -13,10 +13,10 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from . import atomic, hashing, keys, toolchain
+from . import atomic, keys, toolchain
 from .config import CacheSettings, Profile
 from .errors import InputError
-from .hashing import file_digest
+from .hashing import file_digest, remember
 from .store import Store, redact
 
 log = logging.getLogger("sao.cache")
@@ -139,7 +139,7 @@ class Cache:
                 size += blob["size"]
             for role, (blob, path) in want.items():
                 atomic.commit(tmps[role], path)
-                hashing.remember(path, blob["digest"])
+                remember(path, blob["digest"])
                 self._local[blob["digest"]] = path
             keys.write_depfile(keys.depfile(self.profile.out, stage.name), code)
         finally:

@@ -1,5 +1,6 @@
 """What dodo.py needs besides the stage table: profile loading with one clear error, the
-per-profile doit state, the checker, and a lock against concurrent builds of one profile."""
+per-profile doit state, the checker, a lock against concurrent builds of one profile, and the
+tasks that are not stages (generate, report, graph, cache_stats)."""
 import fcntl
 import json
 import logging

@@ -37,7 +37,6 @@ class Store:
         self.fs, self.root = fsspec.core.url_to_fs(url, **opts)
         self.root = self.root.rstrip("/")
         self.local = isinstance(self.fs, LocalFileSystem)
-        self.url = redact(url)
         if self.local:
             self.fs.makedirs(self.root, exist_ok=True)
 
@@ -72,6 +71,10 @@ class Store:
                 chunk = self.fs.cat_file(path, start=start, end=min(start + _CHUNK, size))
                 h.update(chunk)
                 out.write(chunk)
+                out.flush()
+                # Start writing this chunk to disk now, while the next one downloads: the fsync
+                # before the rename into place then has little left to wait for.
+                os.posix_fadvise(out.fileno(), start, len(chunk), os.POSIX_FADV_DONTNEED)
         return h.hexdigest()
 
     def get_json(self, kind: str, key: str) -> dict | None:
