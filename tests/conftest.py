@@ -21,6 +21,22 @@ def doit(*args, profile=None, env=None, check=True, cwd=REPO):
     return r
 
 
+DIT_CHAIN = {"dit_reauthor", "dit_convert", "dit_quantize", "verify_dit"}
+DIT_KEY = "model.model.transformer.layers.1.cross_attn.to_q.weight"
+
+
+def scale_dit_tensor(state_dict: dict) -> dict:
+    """The scripted fine-tune of the scenario tests: one DiT tensor × 0.9 (a flat state dict)."""
+    return {**state_dict, DIT_KEY: state_dict[DIT_KEY] * 0.9}
+
+
+def edit_dit_tensor(ckpt: Path):
+    """Apply scale_dit_tensor to a Lightning-layout model.ckpt in place."""
+    import torch
+    sd = torch.load(ckpt, weights_only=True)
+    torch.save({**sd, "state_dict": scale_dit_tensor(sd["state_dict"])}, ckpt)
+
+
 def executed(output: str) -> set[str]:
     """Task names doit ran ('.  name'); up-to-date ones print '-- name'."""
     return {line[3:].strip() for line in output.splitlines() if line.startswith(".  ")}

@@ -10,14 +10,12 @@ import sys
 import time
 
 import pytest
-import torch
 
-from conftest import DOIT, REPO, doit, executed
+from conftest import DIT_CHAIN, DOIT, doit, edit_dit_tensor, executed
 from pipeline.hashing import file_digest
 from pipeline.bench import checkout
 from pipeline.seaweed import BUCKET, SECRET_KEY, SeaweedS3
 
-DIT_CHAIN = {"dit_reauthor", "dit_convert", "dit_quantize", "verify_dit"}
 PROFILE = "cached"
 
 
@@ -53,14 +51,6 @@ def manifest_files(world, machine) -> dict:
     return json.loads((world[machine]["out"] / "bundle" / "manifest.json").read_text())["files"]
 
 
-def edit_dit_tensor(model):
-    ckpt = model / "model.ckpt"
-    sd = torch.load(ckpt, weights_only=True)
-    key = "model.model.transformer.layers.1.cross_attn.to_q.weight"
-    sd["state_dict"][key] = sd["state_dict"][key] * 0.9
-    torch.save(sd, ckpt)
-
-
 def warnings(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("warning:")]
 
@@ -91,7 +81,7 @@ def test_a_second_machine_restores_everything(world):
 
 
 def test_b_changed_tensor_built_once_restored_elsewhere(world):
-    edit_dit_tensor(world["two"]["model"])
+    edit_dit_tensor(world["two"]["model"] / "model.ckpt")
     out = build(world, "two").stdout
     assert executed(out) == {"checkpoint", *DIT_CHAIN, "collect"}
     assert "restored from cache" not in out

@@ -5,12 +5,10 @@ import os
 import shutil
 
 import pytest
-import torch
 
-from conftest import REPO, doit, executed, files_source
+from conftest import DIT_CHAIN, REPO, doit, edit_dit_tensor, executed, files_source
 from pipeline.hashing import file_digest
 
-DIT_CHAIN = {"dit_reauthor", "dit_convert", "dit_quantize", "verify_dit"}
 AE_CHAIN = {"autoencoder_reauthor", "autoencoder_convert", "verify_autoencoder"}
 
 
@@ -44,11 +42,7 @@ def test_b_checkpoint_touched(built):
 
 
 def test_c_one_dit_tensor(built):
-    ckpt = built["model"] / "model.ckpt"
-    sd = torch.load(ckpt, weights_only=True)
-    key = "model.model.transformer.layers.1.cross_attn.to_q.weight"
-    sd["state_dict"][key] = sd["state_dict"][key] * 0.9
-    torch.save(sd, ckpt)
+    edit_dit_tensor(built["model"] / "model.ckpt")
     assert run(built) == {"checkpoint", *DIT_CHAIN, "collect"}
 
 

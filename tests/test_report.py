@@ -11,15 +11,12 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 import xxhash
 
-from conftest import REPO, doit, executed, files_profile
+from conftest import DIT_CHAIN, REPO, doit, edit_dit_tensor, executed, files_profile
 from pipeline.config import load_profile
 from pipeline.dag import stages
 from pipeline.report import SAMPLE
-
-DIT_CHAIN = {"dit_reauthor", "dit_convert", "dit_quantize", "verify_dit"}
 
 
 def chromium() -> str:
@@ -82,10 +79,7 @@ def test_c_plotted_waveform_is_the_wav_generate_writes(report, default_bundle, t
 def test_b_report_marks_exactly_the_stages_that_ran(tmp_path, default_build, scratch_profile):
     profile, model = files_profile(tmp_path, default_build, scratch_profile)
     doit(profile=profile)
-    sd = torch.load(model / "model.ckpt", weights_only=True)
-    key = "model.model.transformer.layers.1.cross_attn.to_q.weight"
-    sd["state_dict"][key] = sd["state_dict"][key] * 0.9
-    torch.save(sd, model / "model.ckpt")
+    edit_dit_tensor(model / "model.ckpt")
     ran = executed(doit(profile=profile).stdout)
     assert ran == {"checkpoint", *DIT_CHAIN, "collect"}
     doit("report", profile=profile)
