@@ -5,7 +5,6 @@ mapped with weights_only), and the T5 width against the model's cond_dim. Nothin
 unless every check passes; errors are the build's one-line `error: FILE: FIELD: …`."""
 import json
 import logging
-import struct
 import tempfile
 from pathlib import Path
 
@@ -21,12 +20,12 @@ def checkpoint_shapes(path: Path) -> dict[str, tuple]:
     if path.suffix != ".safetensors":
         from stages.checkpoint import load_checkpoint  # weights_only, mmap: tensors are not read
         return {k: tuple(v.shape) for k, v in load_checkpoint(path).items()}
+    from safetensors import SafetensorError, safe_open
     try:
-        with open(path, "rb") as f:
-            header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
-        return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
-    except (struct.error, ValueError, KeyError, TypeError, MemoryError) as e:
-        raise InputError(path, None, f"unreadable safetensors header: {e}") from None
+        with safe_open(path, framework="numpy") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise InputError(path, None, f"unreadable safetensors file: {e}") from None
 
 
 def check(profile_path: Path):
@@ -35,10 +34,7 @@ def check(profile_path: Path):
     cfg = load_model_config(src.model_config_json)
     layout.check_keys(checkpoint_shapes(src.checkpoint), layout.checkpoint_layout(cfg), src.checkpoint)
     t5_config = src.t5_dir / "config.json"
-    width = json.loads(t5_config.read_text()).get("d_model")
-    if width != cfg.conditioning.cond_dim:
-        raise InputError(t5_config, "d_model", f"T5 width {width} != model config conditioning.cond_dim "
-                                               f"{cfg.conditioning.cond_dim} (no projection layer in this checkpoint)")
+    layout.check_t5_width(t5_config, json.loads(t5_config.read_text()).get("d_model"), cfg.conditioning.cond_dim)
     return src
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.errors import InputError
 
+from . import layout
 from .layout import NUMBER_EMBED_DIM
 
 
@@ -49,9 +49,7 @@ def load_t5(t5_dir: Path, cond_dim: int):
     from transformers import T5Config, T5EncoderModel
     conf_path = Path(t5_dir) / "config.json"
     conf = T5Config.from_pretrained(t5_dir, local_files_only=True)
-    if conf.d_model != cond_dim:
-        raise InputError(conf_path, "d_model", f"T5 width {conf.d_model} != model config "
-                         f"conditioning.cond_dim {cond_dim} (no projection layer in this checkpoint)")
+    layout.check_t5_width(conf_path, conf.d_model, cond_dim)
     model = T5EncoderModel.from_pretrained(t5_dir, local_files_only=True, dtype=torch.float32)
     return model.eval()
 

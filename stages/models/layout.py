@@ -148,3 +148,10 @@ def check_keys(shapes: dict[str, tuple], expected: dict, path):
     if problems:
         field = (missing or unexpected or [m.split(' ')[0] for m in misshaped])[0]
         raise InputError(path, field, "; ".join(problems))
+
+
+def check_t5_width(config_path, d_model, cond_dim: int):
+    """The T5 encoder feeds the DiT directly: its width must be the model's cond_dim."""
+    if d_model != cond_dim:
+        raise InputError(config_path, "d_model", f"T5 width {d_model} != model config "
+                         f"conditioning.cond_dim {cond_dim} (no projection layer in this checkpoint)")
