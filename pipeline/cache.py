@@ -55,7 +55,7 @@ class Cache:
         # Made at a build's first stage action: the record describes the last build that ran
         # something (a no-op `doit` or `doit report` keeps it).
         self.stats = {"url": redact(self.cfg.url or ""), "mode": self.cfg.mode, "hits": 0, "misses": 0,
-                      "bytes_down": 0, "bytes_up": 0, "stages": {}, "warnings": []}
+                      "bytes_down": 0, "bytes_up": 0, "stages": {}, "times": {}, "warnings": []}
         self._save()
 
     @property
@@ -67,46 +67,25 @@ class Cache:
         return self.cfg.mode == "read-write"
 
     # ------------------------------------------------------------------ the two operations
-    def restore(self, stage, code: list[str], inputs: dict[str, str]) -> bool:
-        """Outputs of an earlier identical run, in place and verified; False → build locally."""
+    def restore(self, stage, code: list[str], inputs: dict[str, str], ran_on: str | None = None) -> bool:
+        """Outputs of an earlier identical run, in place and verified; False → build locally.
+        `ran_on`: the worker that has just built them for this build (pipeline/executor.py)."""
         t0 = time.perf_counter()
         try:
-            store = self._get_store()
-            candidates = [code]
-            if seen := store.get_json("deps", keys.action_key(stage, [], inputs)):
-                candidates.append(seen["files"])
-            for files in candidates:
-                key = keys.action_key(stage, files, inputs)
-                if (entry := store.get_json("ac", key)) is not None:
-                    return self._fetch(store, stage, key, entry, t0)
+            found = find(self.store(), stage, code, inputs)
+            if found is not None:
+                return self._fetch(self.store(), stage, *found, t0, ran_on)
         except Exception as e:  # noqa: BLE001 - any store failure means: build locally
             self._fail(e)
             return False
-        self._record(stage.name, "miss")
+        if ran_on is None:
+            self._record(stage.name, "miss")
         return False
 
     def upload(self, stage, code: list[str], inputs: dict[str, str]):
-        """Blobs first (create-only), then the deps list, then the action entry: last."""
         try:
-            store = self._get_store()
-            key = keys.action_key(stage, code, inputs)
-            files = {role: path for role, path in stage.outputs.items()}
-            files["log"] = self.profile.out / "logs" / f"{stage.name}.log"
-            entry_files, sent = {}, 0
-            for role, path in files.items():
-                digest = file_digest(path)
-                sent += store.put_blob(path, digest, replace=digest in self.bad)
-                entry_files[role] = {"digest": digest, "size": path.stat().st_size}
-            if pause := float(os.environ.get(_TEST_PAUSE, 0)):
-                time.sleep(pause)
-            store.put_json("deps", keys.action_key(stage, [], inputs), {"files": code})
-            log_blob = entry_files.pop("log")
-            store.put_json("ac", key, {
-                "format": FORMAT, "stage": stage.name, "key": key, "outputs": entry_files, "log": log_blob,
-                "code": keys.code_digests(code), "toolchain": toolchain.versions(stage.tools),
-                "host": {"platform": platform.platform(), "python": platform.python_version(),
-                         "node": platform.node()},
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            log_file = self.profile.out / "logs" / f"{stage.name}.log"
+            sent = publish(self.store(), stage, code, inputs, log_file, replace=self.bad)[1]
         except Exception as e:  # noqa: BLE001
             self._fail(e)
             return
@@ -116,8 +95,14 @@ class Cache:
         if sent:
             log.info("  %s: uploaded %.1f MB to the cache", stage.name, sent / 1e6)
 
+    def store(self) -> Store:
+        with self._lock:
+            if self._store is None:
+                self._store = Store(self.cfg.url, self.cfg.options)
+            return self._store
+
     # ------------------------------------------------------------------ details
-    def _fetch(self, store, stage, key, entry, t0) -> bool:
+    def _fetch(self, store, stage, key, entry, t0, ran_on) -> bool:
         try:
             want = {role: (entry["outputs"][role], path) for role, path in stage.outputs.items()}
             want["log"] = (entry["log"], self.profile.out / "logs" / f"{stage.name}.log")
@@ -146,8 +131,12 @@ class Cache:
             for tmp in tmps.values():
                 tmp.unlink(missing_ok=True)
         secs = time.perf_counter() - t0
-        log.info("  %s: restored from cache (%.1f MB, %.1f s)", stage.name, size / 1e6, secs)
-        self._record(stage.name, "hit")
+        if ran_on:
+            log.info("  %s: ran on %s; fetched %.1f MB in %.1f s", stage.name, ran_on, size / 1e6, secs)
+            self.ran(stage.name, f"ran on {ran_on}")
+        else:
+            log.info("  %s: restored from cache (%.1f MB, %.1f s)", stage.name, size / 1e6, secs)
+            self._record(stage.name, "hit")
         return True
 
     def _get_blob(self, store, digest: str, dst) -> str:
@@ -166,12 +155,6 @@ class Cache:
         self._warn(f"cache: {stage.name}: {why}; building it locally")
         self._record(stage.name, "miss")
         return False
-
-    def _get_store(self):
-        with self._lock:
-            if self._store is None:
-                self._store = Store(self.cfg.url, self.cfg.options)
-            return self._store
 
     def _fail(self, e: Exception):
         """The store failed: one warning, then no more cache for this process."""
@@ -196,13 +179,54 @@ class Cache:
             self._save()
 
     def ran(self, stage: str, outcome: str = "ran"):
-        """A stage ran here (outcome "ran") or failed ("failed")."""
+        """A stage ran here (outcome "ran"), on a worker ("ran on ADDRESS") or failed ("failed")."""
         with self._lock:
             self.stats["stages"][stage] = outcome
             self._save()
 
+    def timed(self, stage: str, start: float, end: float):
+        """When the stage's action started and ended (Unix seconds): the report's timeline."""
+        with self._lock:
+            self.stats["times"][stage] = [round(start, 3), round(end, 3)]
+            self._save()
+
     def _save(self):
         atomic.write_json(stats_path(self.profile), self.stats)
+
+
+def find(store: Store, stage, code: list[str], inputs: dict[str, str]) -> tuple[str, dict] | None:
+    """(key, action entry) of an earlier identical run. The key hashes `code` as this checkout has
+    it, or, for a stage never run here, the file list its producer recorded (`deps/`)."""
+    candidates = [code]
+    if seen := store.get_json("deps", keys.action_key(stage, [], inputs)):
+        candidates.append(seen["files"])
+    for files in candidates:
+        key = keys.action_key(stage, files, inputs)
+        if (entry := store.get_json("ac", key)) is not None:
+            return key, entry
+    return None
+
+
+def publish(store: Store, stage, code: list[str], inputs: dict[str, str], log_file, replace=()) -> tuple[str, int]:
+    """Upload a stage's outputs and log: blobs first (create-only; digests in `replace` are
+    re-uploaded), then the deps list, then the action entry, last. Returns (key, bytes sent)."""
+    key = keys.action_key(stage, code, inputs)
+    files = {**stage.outputs, "log": log_file}
+    entry_files, sent = {}, 0
+    for role, path in files.items():
+        digest = file_digest(path)
+        sent += store.put_blob(path, digest, replace=digest in replace)
+        entry_files[role] = {"digest": digest, "size": os.path.getsize(path)}
+    if pause := float(os.environ.get(_TEST_PAUSE, 0)):
+        time.sleep(pause)
+    store.put_json("deps", keys.action_key(stage, [], inputs), {"files": code})
+    log_blob = entry_files.pop("log")
+    store.put_json("ac", key, {
+        "format": FORMAT, "stage": stage.name, "key": key, "outputs": entry_files, "log": log_blob,
+        "code": keys.code_digests(code), "toolchain": toolchain.versions(stage.tools),
+        "host": {"platform": platform.platform(), "python": platform.python_version(), "node": platform.node()},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return key, sent
 
 
 _caches: dict[str, Cache] = {}

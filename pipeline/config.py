@@ -278,6 +278,12 @@ class CacheSettings(_Strict):
     options: dict[str, Any] = {}
 
 
+class ExecutorSettings(_Strict):
+    """Where stage processes run (pipeline/executor.py). Not part of any stage's key."""
+    kind: Literal["local", "dask"] = "local"
+    scheduler: str | None = None  # the Dask scheduler's address, tcp://host:8786 (kind = "dask")
+
+
 class GenerateSettings(_Strict):
     steps: int = Field(8, ge=1)
 
@@ -290,6 +296,7 @@ class Profile(_Strict):
     autoencoder: AutoencoderSettings = AutoencoderSettings()
     generate: GenerateSettings = GenerateSettings()
     cache: CacheSettings = CacheSettings()
+    executor: ExecutorSettings = ExecutorSettings()
     path: Path = Field(exclude=True)
 
     @property

@@ -3,13 +3,15 @@ table itself lives in pipeline/dag.py."""
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import cache as cache_mod, keys
+from . import cache as cache_mod, executor, keys, memory
 from .config import REPO, Profile
 from .hashing import file_digest
+from .procs import die_with_parent
 from .stage import Stage
 
 
@@ -25,18 +27,34 @@ class KeyUnchanged:
 
 
 def run_stage(stage: Stage, profile: Profile):
-    """doit action: restore the stage from the cache, or run it in its own process (heavy imports,
-    memory, global side effects stay there) and upload the result. The child writes the per-task
-    log; its console lines are progress only. Returns the stage key doit saves."""
+    """doit action: restore the stage from the cache, or run it — on a Dask worker
+    (pipeline/executor.py) or here in its own process (heavy imports, memory, global side effects
+    stay there) once the memory it needs is free — and upload the result. The child writes the
+    per-task log; its console lines are progress only. Returns the stage key doit saves."""
     cache = cache_mod.for_profile(profile)
+    start = time.time()
+    try:
+        return _run_stage(stage, profile, cache)
+    finally:
+        cache.timed(stage.name, start, time.time())
+
+
+def _run_stage(stage: Stage, profile: Profile, cache):
     depfile = keys.depfile(profile.out, stage.name)
     inputs = {role: file_digest(p) for role, p in stage.inputs.items()} if cache.readable else {}
     if cache.readable and cache.restore(stage, keys.read_depfile(depfile), inputs):
         return {"stage_key": keys.local_key(stage, keys.read_depfile(depfile))}
+    if (remote := executor.for_profile(profile)) is not None:
+        outcome = remote.run(stage, keys.read_depfile(depfile), inputs, cache)
+        if outcome is True:
+            return {"stage_key": keys.local_key(stage, keys.read_depfile(depfile))}
+        if outcome is not None:
+            return outcome
     cmd = [sys.executable, "-m", "pipeline.runner", str(profile.path), stage.name]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    rc = subprocess.call(cmd, cwd=REPO, env=env)
+    with memory.admission().admit(stage.name, memory.need(stage.name, profile)):
+        rc = subprocess.call(cmd, cwd=REPO, env=env, preexec_fn=die_with_parent)
     if rc != 0:
         cache.ran(stage.name, "failed")
         log_file = profile.out / "logs" / f"{stage.name}.log"

@@ -1,19 +1,24 @@
-"""Child-process entry point of every stage: `python -m pipeline.runner PROFILE STAGE`.
+"""Child-process entry point of every stage: `python -m pipeline.runner PROFILE STAGE`, or, on a
+Dask worker, `python -m pipeline.runner --job JOB.json` (the stage's row with its paths moved
+into the worker's scratch folder; pipeline/worker.py).
 
 Gives the stage temporary output paths, and only after it returns renames them into place; a
 failed or killed stage therefore leaves no file that looks finished. After a stage succeeded it
 writes the stage's depfile: every project file the process imported or opened (pipeline/keys.py)."""
 import importlib
+import json
 import logging
 import os
 import resource
 import sys
 import time
 import traceback
+from pathlib import Path
 
 from . import atomic, dag, keys, log as logsetup
 from .config import load_profile
 from .errors import InputError
+from .stage import Stage
 
 
 def _peak_rss_mb() -> float:
@@ -37,7 +42,21 @@ def run(profile_path: str, name: str) -> int:
     profile = load_profile(profile_path)
     opened = _record_opens()  # from here on: the profile is config, keyed by its slices
     stage = {s.name: s for s in dag.stages(profile)}[name]
-    log = logsetup.setup(profile.out / "logs" / f"{name}.log", name)
+    return execute(stage, profile.out / "logs" / f"{name}.log", keys.depfile(profile.out, name), opened,
+                   profile_path)
+
+
+def run_job(job_path: str) -> int:
+    job = json.loads(open(job_path).read())
+    opened = _record_opens()
+    paths = {k: {role: Path(p) for role, p in job[k].items()} for k in ("inputs", "outputs")}
+    stage = Stage(job["stage"], "", job["module"], config=job["config"], **paths)
+    return execute(stage, Path(job["log"]), Path(job["depfile"]), opened, job["profile"])
+
+
+def execute(stage: Stage, log_file: Path, depfile: Path, opened: set[str], profile_file) -> int:
+    name = stage.name
+    log = logsetup.setup(log_file, name)
     tmps = {}
     try:
         for role, out in stage.outputs.items():
@@ -54,11 +73,11 @@ def run(profile_path: str, name: str) -> int:
         for role, tmp in tmps.items():
             atomic.commit(tmp, stage.outputs[role])
         opened -= {str(p) for p in stage.inputs.values()}  # inputs are keyed by content, by role
-        keys.write_depfile(keys.depfile(profile.out, name), keys.imported_files(opened))
+        keys.write_depfile(depfile, keys.imported_files(opened))
         log.info("done in %.1f s, peak RSS %.0f MB", time.perf_counter() - t0, _peak_rss_mb())
         return 0
     except InputError as e:
-        e.file = e.file or profile_path  # a stage's config slice comes from the profile
+        e.file = e.file or profile_file  # a stage's config slice comes from the profile
         logging.getLogger("sao").error("error: %s", e)
         return InputError.exit_code
     except Exception as e:
@@ -71,4 +90,4 @@ def run(profile_path: str, name: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(*sys.argv[1:]))
+    sys.exit(run_job(sys.argv[2]) if sys.argv[1] == "--job" else run(*sys.argv[1:]))

@@ -7,12 +7,13 @@ import logging
 import os
 import sys
 
-from . import cache
+from . import cache, executor
 from .config import Profile, load_profile
 from .errors import InputError
 from .hashing import XXH3Checker
 
 _READ_ONLY = {"list", "info", "help", "dumpdb", "tabcompletion", "cache_stats", "graph"}
+_NO_BUILD = _READ_ONLY | {"clean", "forget", "ignore", "reset-dep"}  # commands that never run a stage
 _lock_fd = None  # held for the life of the doit process; the kernel drops it on any exit
 
 
@@ -20,6 +21,9 @@ def open_profile(path) -> Profile:
     try:
         profile = load_profile(path)
         cache.settings(profile)  # a bad [cache] section or $SAO_LITERT_CACHE_MODE fails here
+        executor.settings(profile)  # … a Dask executor without a cache here
+        if _command() not in _NO_BUILD:
+            executor.connect(profile)  # … and an unreachable scheduler here, before any work
     except InputError as e:
         sys.stderr.write(f"error: {e}\n")
         sys.exit(InputError.exit_code)
@@ -59,13 +63,21 @@ def doit_config(profile: Profile) -> dict:
         "dep_file": str(profile.out / ".doit.db"),
         "backend": "sqlite3-durable",    # transactional, committed per task (statedb.py)
         "check_file_uptodate": XXH3Checker,
-        "par_type": "thread",            # actions only wait on stage subprocesses
+        "par_type": "thread",            # actions only wait on stage subprocesses or Dask tasks
+        "num_process": _parallelism(profile),
         "verbosity": 2,
         "default_tasks": ["collect"],    # and, through its dependencies, everything
         "cleanall": True,                # `doit clean`: every task's targets, and forget them
         "cleanforget": True,
         "action_string_formatting": "new",
     }
+
+
+def _parallelism(profile: Profile) -> int:
+    """Stages at once by default: the cores here (memory admission keeps big stages apart), or
+    the cluster's threads. `doit -n N` overrides it; `-n 1` is serial."""
+    remote = executor.for_profile(profile)
+    return max(os.cpu_count() or 1, remote.threads() if remote else 0)
 
 
 def cache_stats_task(profile: Profile) -> dict:

@@ -1,5 +1,6 @@
 """`sao-litert generate …`: prompt → WAV from a bundle, timing each stage like the app does.
-`sao-litert init …`: a profile for a downloaded model (pipeline/init_profile.py)."""
+`sao-litert init …`: a profile for a downloaded model (pipeline/init_profile.py).
+`sao-litert build-many PROFILE…`: several profiles in one command (pipeline/many.py)."""
 import argparse
 import json
 import logging
@@ -30,6 +31,9 @@ def _parser():
     i.add_argument("--revision", help="cached revision of --model (default: main)")
     i.add_argument("--t5-revision", help="cached revision of --t5 (default: main)")
     i.add_argument("--force", action="store_true", help="replace an existing profile")
+    b = sub.add_parser("build-many", help="build several profiles (at once on a Dask cluster)")
+    b.add_argument("profiles", nargs="+", type=Path)
+    b.add_argument("-n", "--jobs", type=int, help="stages at once per profile (doit -n)")
     return p
 
 
@@ -39,6 +43,9 @@ def main(argv=None) -> int:
     if args.command == "init":
         from pipeline.init_profile import main as init  # the build side: not part of the runtime
         return init(args.name, args.model, args.t5, args.revision, args.t5_revision, args.force)
+    if args.command == "build-many":
+        from pipeline.many import main as build_many  # the build side: not part of the runtime
+        return build_many(args.profiles, args.jobs)
     log = logging.getLogger("sao.generate")
     req = Request(args.prompt, args.seconds, args.seed, args.steps, args.threads)
     try:

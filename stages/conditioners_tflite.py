@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from pipeline.errors import InputError
+from pipeline.procs import die_with_parent
 
 log = logging.getLogger("sao.conditioners_tflite")
 
@@ -58,7 +59,7 @@ def _check_options(options):
 def _child(*args):
     cmd = [sys.executable, "-m", "stages.conditioners_tflite", *args]
     log.info("%s …", args[0] if args[0] == "saved_model" else f"{args[2]} .tflite")
-    rc = subprocess.call(cmd, cwd=Path(__file__).parents[1])
+    rc = subprocess.call(cmd, cwd=Path(__file__).parents[1], preexec_fn=die_with_parent)
     if rc:
         raise RuntimeError(f"conditioners_tflite child `{' '.join(args[:2])}` exited {rc}")
 

@@ -1,0 +1,62 @@
+"""`sao-litert build-many PROFILE…`: several profiles in one command, one doit process each.
+
+With a Dask scheduler (every profile's [executor], or $SAO_LITERT_SCHEDULER) they build at once,
+all submitting to the cluster: a stage whose key two profiles share runs once
+(pipeline/executor.py). Without one they build one after another, so that each doit's memory
+admission sees the whole machine; with a shared cache the later ones restore what the earlier
+ones built. Each line of output is prefixed with its profile's name."""
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from . import executor
+from .config import REPO, load_profile
+from .errors import InputError
+
+log = logging.getLogger("sao.many")
+
+
+def main(paths: list[Path], jobs: int | None = None) -> int:
+    try:
+        profiles = [load_profile(p) for p in paths]
+        remote = [executor.settings(p).kind == "dask" for p in profiles]
+    except InputError as e:
+        log.error("error: %s", e)
+        return InputError.exit_code
+    names = [p.name for p in profiles]
+    if len(set(names)) < len(names):
+        log.error("error: build-many: two profiles have the same name (%s); each needs its own artifacts/",
+                  ", ".join(sorted({n for n in names if names.count(n) > 1})))
+        return InputError.exit_code
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmds = [[sys.executable, "-m", "doit", f"profile={p.path}", *(["-n", str(jobs)] if jobs else [])]
+            for p in profiles]
+    if all(remote):
+        log.info("building %d profiles at once on the Dask cluster", len(profiles))
+        procs = [subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True) for c in cmds]
+        pumps = [threading.Thread(target=_pump, args=(p.stdout, n)) for p, n in zip(procs, names)]
+        for t in pumps:
+            t.start()
+        for t in pumps:
+            t.join()
+        codes = [p.wait() for p in procs]
+    else:
+        log.info("building %d profiles one after another (no Dask executor)", len(profiles))
+        codes = []
+        for c, n in zip(cmds, names):
+            proc = subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            _pump(proc.stdout, n)
+            codes.append(proc.wait())
+    for n, rc in zip(names, codes):
+        log.info("%s: %s", n, "built" if rc == 0 else f"FAILED (exit {rc})")
+    return 0 if not any(codes) else 1
+
+
+def _pump(stream, name: str):
+    for line in stream:
+        sys.stdout.write(f"[{name}] {line}")
+        sys.stdout.flush()
