@@ -11,6 +11,7 @@ import platform
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from . import atomic, keys, toolchain
@@ -184,11 +185,16 @@ class Cache:
             self.stats["stages"][stage] = outcome
             self._save()
 
-    def timed(self, stage: str, start: float, end: float):
-        """When the stage's action started and ended (Unix seconds): the report's timeline."""
-        with self._lock:
-            self.stats["times"][stage] = [round(start, 3), round(end, 3)]
-            self._save()
+    @contextmanager
+    def timing(self, stage: str):
+        """Record when the block started and ended (Unix seconds; the last block of a stage wins)."""
+        start = time.time()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.stats["times"][stage] = [round(start, 3), round(time.time(), 3)]
+                self._save()
 
     def _save(self):
         atomic.write_json(stats_path(self.profile), self.stats)

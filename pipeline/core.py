@@ -3,7 +3,6 @@ table itself lives in pipeline/dag.py."""
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from doit.exceptions import TaskFailed
@@ -32,20 +31,15 @@ def run_stage(stage: Stage, profile: Profile):
     stay there) once the memory it needs is free — and upload the result. The child writes the
     per-task log; its console lines are progress only. Returns the stage key doit saves."""
     cache = cache_mod.for_profile(profile)
-    start = time.time()
-    try:
-        return _run_stage(stage, profile, cache)
-    finally:
-        cache.timed(stage.name, start, time.time())
-
-
-def _run_stage(stage: Stage, profile: Profile, cache):
     depfile = keys.depfile(profile.out, stage.name)
     inputs = {role: file_digest(p) for role, p in stage.inputs.items()} if cache.readable else {}
-    if cache.readable and cache.restore(stage, keys.read_depfile(depfile), inputs):
+    with cache.timing(stage.name):  # each step below that does the work records its own span
+        restored = cache.readable and cache.restore(stage, keys.read_depfile(depfile), inputs)
+    if restored:
         return {"stage_key": keys.local_key(stage, keys.read_depfile(depfile))}
     if (remote := executor.for_profile(profile)) is not None:
-        outcome = remote.run(stage, keys.read_depfile(depfile), inputs, cache)
+        with cache.timing(stage.name):
+            outcome = remote.run(stage, keys.read_depfile(depfile), inputs, cache)
         if outcome is True:
             return {"stage_key": keys.local_key(stage, keys.read_depfile(depfile))}
         if outcome is not None:
@@ -53,7 +47,7 @@ def _run_stage(stage: Stage, profile: Profile, cache):
     cmd = [sys.executable, "-m", "pipeline.runner", str(profile.path), stage.name]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    with memory.admission().admit(stage.name, memory.need(stage.name, profile)):
+    with memory.admission().admit(stage.name, memory.need(stage.name, profile)), cache.timing(stage.name):
         rc = subprocess.call(cmd, cwd=REPO, env=env, preexec_fn=die_with_parent)
     if rc != 0:
         cache.ran(stage.name, "failed")

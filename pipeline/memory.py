@@ -38,9 +38,9 @@ def model_scale(profile: Profile) -> float:
 
 
 def need(stage: str, profile: Profile) -> int:
-    """Bytes the stage's process needs at this profile's model size (a stage without a figure is
-    given the largest one)."""
-    tiny, real = PEAK_MB.get(stage, max(PEAK_MB.values(), key=lambda p: p[1]))
+    """Bytes the stage's process needs at this profile's model size (a stage without figures is
+    given the largest ones)."""
+    tiny, real = PEAK_MB.get(stage) or (max(t for t, _ in PEAK_MB.values()), max(r for _, r in PEAK_MB.values()))
     return int((tiny + (real - tiny) * model_scale(profile)) * MARGIN * 1e6)
 
 

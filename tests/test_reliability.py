@@ -63,12 +63,29 @@ def test_sigkill_at_four_points_then_resume(tmp_path, default_build, scratch_pro
     assert executed(doit(profile=profile).stdout) == set()
 
 
-def test_parallel_clean_build_equals_serial_build(default_bundle, scratch_profile):
-    """`doit -n 2` on a clean synthetic profile (same seed) gives the serial build's bytes."""
-    profile = scratch_profile('[source]\nkind = "synthetic"\nseed = 0\n')
-    doit("-n", "2", profile=profile)
+def test_stages_run_in_parallel_by_default_and_memory_admission_serializes(default_bundle, scratch_profile, tmp_path):
+    """Plain `doit` runs independent stages at once; with room for one stage only
+    ($SAO_LITERT_MEMORY=1 byte) the same build runs one stage at a time. Same bytes either way."""
     import json
-    ours = json.loads((REPO / "artifacts" / profile.stem / "bundle" / "manifest.json").read_text())
-    serial = json.loads((default_bundle / "bundle" / "manifest.json").read_text())
-    assert ours["files"] == serial["files"]
-    assert ours["source"] == serial["source"]
+    body = '[source]\nkind = "synthetic"\nseed = 0\n'
+    runs = {}
+    for tag, env in (("par", {}), ("one", {"SAO_LITERT_MEMORY": "1"})):
+        profile = scratch_profile(body, name=f"t_{tmp_path.name}_{tag}"[:60])
+        doit(profile=profile, env=env)
+        out = REPO / "artifacts" / profile.stem
+        times = json.loads((out / "logs" / "last_build.json").read_text())["times"]
+        assert len(times) == 13
+        runs[tag] = (_overlaps(times), json.loads((out / "bundle" / "manifest.json").read_text()))
+    assert runs["par"][0], "no two stages ran at once"
+    assert runs["one"][0] == []
+    reference = json.loads((default_bundle / "bundle" / "manifest.json").read_text())
+    for _, manifest in runs.values():
+        assert manifest["files"] == reference["files"]
+        assert manifest["source"] == reference["source"]
+
+
+def _overlaps(times: dict) -> list[tuple[str, str]]:
+    """Pairs of stages whose actions were running at the same moment (by more than 0.2 s)."""
+    spans = sorted(times.items(), key=lambda kv: kv[1][0])
+    return [(a, b) for i, (a, (s1, e1)) in enumerate(spans) for b, (s2, e2) in spans[i + 1:]
+            if min(e1, e2) - max(s1, s2) > 0.2]

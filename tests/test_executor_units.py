@@ -1,0 +1,79 @@
+"""The executor's parts without a cluster: [executor] settings and their errors, per-stage memory
+needs, and the admission of concurrent local stages against a memory budget."""
+import threading
+import time
+
+import pytest
+
+from conftest import write_profile
+from pipeline import executor, memory
+from pipeline.config import load_profile
+from pipeline.errors import InputError
+
+SYNTHETIC = '[source]\nkind = "synthetic"\n'
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    for name in ("SAO_LITERT_SCHEDULER", "SAO_LITERT_CACHE", "SAO_LITERT_CACHE_MODE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize("body, field", [
+    ('[executor]\nkind = "dask"\n', "executor.scheduler"),
+    ('[executor]\nkind = "dask"\nscheduler = "tcp://127.0.0.1:8786"\n', "cache.url"),
+    ('[executor]\nkind = "dask"\nscheduler = "tcp://127.0.0.1:8786"\n[cache]\nurl = "file:///tmp/c"\nmode = "read"\n',
+     "cache.mode"),
+])
+def test_dask_executor_needs_a_scheduler_and_a_writable_cache(tmp_path, body, field):
+    p = write_profile(tmp_path, "x", SYNTHETIC + body)
+    with pytest.raises(InputError) as e:
+        executor.settings(load_profile(p))
+    assert (e.value.file, e.value.field) == (str(p), field)
+
+
+def test_environment_selects_the_dask_executor(tmp_path, monkeypatch):
+    p = write_profile(tmp_path, "x", SYNTHETIC)
+    assert executor.settings(load_profile(p)).kind == "local"
+    monkeypatch.setenv("SAO_LITERT_SCHEDULER", "tcp://10.0.0.5:8786")
+    monkeypatch.setenv("SAO_LITERT_CACHE", "s3://bucket/prefix")
+    s = executor.settings(load_profile(p))
+    assert (s.kind, s.scheduler) == ("dask", "tcp://10.0.0.5:8786")
+
+
+def test_memory_needs_follow_the_model_size(tmp_path):
+    tiny = load_profile(write_profile(tmp_path, "tiny", SYNTHETIC))
+    real = load_profile(write_profile(tmp_path, "real", SYNTHETIC + 'preset = "real"\n'))
+    assert memory.need("dit_convert", real) > 7.0e9  # measured 7049 MB peak at real size
+    assert memory.need("dit_convert", tiny) < 1.0e9
+    assert memory.need("collect", real) < memory.need("dit_quantize", real) < memory.need("dit_convert", real)
+    assert memory.need("a_new_stage", tiny) == max(memory.need(s, tiny) for s in memory.PEAK_MB)
+
+
+def _concurrency(budget: float, needs: list[float]) -> int:
+    """The most stages the admission let run at once, each stage holding its memory for 0.3 s."""
+    adm, running, peak, lock = memory.Admission(int(budget)), [0], [0], threading.Lock()
+
+    def stage(i, need):
+        with adm.admit(f"s{i}", int(need)):
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            time.sleep(0.3)
+            with lock:
+                running[0] -= 1
+    threads = [threading.Thread(target=stage, args=(i, n)) for i, n in enumerate(needs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), "admission deadlocked"
+    return peak[0]
+
+
+def test_admission_keeps_big_stages_apart():
+    gb = 1e9
+    assert _concurrency(16 * gb, [8.1 * gb] * 3) == 1   # a 16 GB laptop: one 7 GB conversion at a time
+    assert _concurrency(16 * gb, [5 * gb] * 3) == 3
+    assert _concurrency(16 * gb, [8.1 * gb, 0.5 * gb, 0.5 * gb]) == 3
+    assert _concurrency(4 * gb, [8.1 * gb, 8.1 * gb]) == 1  # larger than the budget: runs alone
