@@ -1,8 +1,10 @@
 """Benchmark: `./dev bench [PROFILE]` → artifacts/<profile>/reports/bench.json + a table.
 
-No-op doit time, XXH3 checker vs doit's MD5Checker on a 1 GiB file, full build time and peak
-stage memory (a fresh copy of the profile, uploading into a loopback SeaweedFS cache), a fresh
-checkout restoring everything from that cache, bundle latency per stage vs PyTorch, artifact sizes."""
+No-op doit time, XXH3 checker vs doit's MD5Checker on a 1 GiB file, full build time with the
+default command, peak stage memory and peak memory of all processes together (a fresh copy of the
+profile, uploading into a loopback SeaweedFS cache), a fresh checkout restoring everything from
+that cache, the default profile on a 2-worker Dask LocalCluster vs serial, bundle latency per
+stage vs PyTorch, artifact sizes."""
 import json
 import logging
 import os
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 
 from .atomic import write_json
-from .config import REPO, load_profile
+from .config import DEFAULT_PROFILE, REPO, load_profile
 from .seaweed import BUCKET, SeaweedS3
 
 log = logging.getLogger("sao.bench")
@@ -28,16 +30,37 @@ _PEAK = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[2:]); 
 
 
 def _doit(*args, cwd=REPO, env=None, peak: dict | None = None):
-    """Seconds of one doit run; with `peak`, also its largest process's peak RSS in MB."""
+    """Seconds of one doit run; with `peak`, also its largest process's peak RSS and the peak of
+    all its processes' RSS together (sampled every 0.2 s), in MB."""
     env = {**os.environ, **(env or {}), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     with tempfile.NamedTemporaryFile() as rss:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", _PEAK, rss.name, sys.executable, "-m", "doit", *args], cwd=cwd,
-                       env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, "-c", _PEAK, rss.name, sys.executable, "-m", "doit", *args],
+                                cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        total = _sample_total_rss(proc)
         seconds = time.perf_counter() - t0
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args)
         if peak is not None:
             peak["peak_rss_mb"] = int(Path(rss.name).read_text()) / 1024
+            peak["peak_total_rss_mb"] = total / 1e6
     return seconds
+
+
+def _sample_total_rss(proc) -> int:
+    """Wait for proc; the largest sum of RSS over it and its descendants seen while it ran."""
+    import psutil
+    top, root = 0, psutil.Process(proc.pid)
+    while proc.poll() is None:
+        total = 0
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        top = max(top, total)
+        time.sleep(0.2)
+    return top
 
 
 def checkout(dst: Path) -> Path:
@@ -66,6 +89,39 @@ def cache_restore(profile_file: Path, built_out: Path, cache_env: dict) -> dict:
     return {"seconds": seconds, **peak,
             "hits": stats["hits"], "misses": stats["misses"], "bytes_down": stats["bytes_down"],
             "bundle_equal": same}
+
+
+def cluster_build(cache_env: dict) -> dict:
+    """The default profile built on a 2-worker LocalCluster (separate processes, one thread each)
+    through the cache, against a local serial build (`doit -n 1`): wall times and their ratio, and
+    per stage the Dask path's overhead: the client's span from submit to restored, less the stage
+    process's own run time on the worker (inputs in, outputs out, scheduling)."""
+    from distributed import Client, LocalCluster
+    from .worker import EVENT_TOPIC
+    d = Path(tempfile.mkdtemp(dir=REPO / "artifacts"))
+    serial, clustered = d / "bench_serial.toml", d / "bench_cluster.toml"
+    for p in (serial, clustered):
+        shutil.copyfile(DEFAULT_PROFILE, p)
+        shutil.rmtree(load_profile(p).out, ignore_errors=True)
+    try:
+        serial_s = _doit(f"profile={serial}", "-n", "1")
+        aws = {k: v for k, v in cache_env.items() if k.startswith("AWS_")}
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                          resources={"MEM": 4e9}, env=aws, local_directory=str(d / "workers")) as cluster, \
+                Client(cluster) as client:
+            env = {**aws, "SAO_LITERT_CACHE": f"s3://{BUCKET}/bench-cluster",
+                   "SAO_LITERT_SCHEDULER": cluster.scheduler_address}
+            cluster_s = _doit(f"profile={clustered}", env=env)
+            ran = {m["stage"]: m["run_s"] for _, m in client.get_events(EVENT_TOPIC)}
+        times = json.loads((load_profile(clustered).out / "logs" / "last_build.json").read_text())["times"]
+        overhead = {s: round(t1 - t0 - ran[s], 2) for s, (t0, t1) in times.items() if s in ran}
+        return {"profile": "default", "workers": 2, "serial_s": serial_s, "cluster_s": cluster_s,
+                "cluster_over_serial": cluster_s / serial_s, "overhead_s": overhead,
+                "overhead_median_s": statistics.median(overhead.values())}
+    finally:
+        for p in (serial, clustered):
+            shutil.rmtree(load_profile(p).out, ignore_errors=True)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def checker_throughput(size=1 << 30) -> dict:
@@ -132,18 +188,23 @@ def main(argv):
     cache_env = {**server.env(), "SAO_LITERT_CACHE": f"s3://{BUCKET}/bench"}
     try:
         log.info("building %s from scratch into a loopback S3 cache (progress: %s)", copy.name, bench.out / "logs")
-        build_s = _doit(f"profile={copy}", env=cache_env)
+        build_peak = {}
+        build_s = _doit(f"profile={copy}", env=cache_env, peak=build_peak)
         uploaded = json.loads((bench.out / "logs" / "last_build.json").read_text())["bytes_up"]
         log.info("built in %.0f s; a fresh checkout restores it from the cache …", build_s)
         restore = {**cache_restore(copy, bench.out, cache_env), "bytes_up_by_build": uploaded}
         server.stop()  # now: the latency figures below must not share the cores with it
         stages = stage_figures(bench.out)
         peak = max(stages, key=lambda k: stages[k]["peak_rss_mb"])
-        log.info("restored in %.1f s; no-op doit, file checkers, latency …", restore["seconds"])
+        log.info("restored in %.1f s; the default profile on a 2-worker Dask cluster vs serial …", restore["seconds"])
+        dask = cluster_build(cache_env)
+        log.info("no-op doit, file checkers, latency …")
         noop = statistics.median(_doit(f"profile={copy}") for _ in range(3))
         result = {"profile": profile.name, "noop_doit_s": noop, "checker": checker_throughput(),
-                  "full_build": {"seconds": build_s, "peak_rss_mb": stages[peak]["peak_rss_mb"], "peak_stage": peak,
-                                 "stages": stages},
+                  "full_build": {"seconds": build_s, "command": "doit (default parallelism, memory admission)",
+                                 "peak_rss_mb": stages[peak]["peak_rss_mb"], "peak_stage": peak,
+                                 "peak_total_rss_mb": build_peak["peak_total_rss_mb"], "stages": stages},
+                  "dask": dask,
                   "cache_restore": {**restore, "over_build": restore["seconds"] / build_s},
                   "parity": {r.stem: {c["check"]: c["value"] for c in json.loads(r.read_text())["checks"]}
                              for r in sorted((bench.out / "reports").glob("parity_*.json"))},
@@ -168,7 +229,11 @@ def main(argv):
     c, b, lat = result["checker"], result["full_build"], result["latency"]
     rows = [("no-op doit", f"{noop:.3f} s"),
             ("xxh3 vs md5 (1 GiB)", f"{c['xxh3_gb_s']:.2f} vs {c['md5_gb_s']:.2f} GB/s = {c['ratio']:.1f}x"),
-            ("full build (uploading to the cache)", f"{b['seconds']:.1f} s, peak {b['peak_rss_mb']} MB ({b['peak_stage']})"),
+            ("full build, plain doit (uploading to the cache)",
+             f"{b['seconds']:.1f} s, peak {b['peak_rss_mb']} MB ({b['peak_stage']}), all processes "
+             f"{b['peak_total_rss_mb']:.0f} MB"),
+            ("default profile: 2-worker Dask cluster vs doit -n 1", "{cluster_s:.1f} s vs {serial_s:.1f} s = "
+             "{cluster_over_serial:.2f}; Dask overhead per stage median {overhead_median_s:.2f} s".format(**result["dask"])),
             ("fresh checkout restoring all from the cache", "{seconds:.1f} s = {over_build:.3f} of the build, "
              "peak {peak_rss_mb:.0f} MB, {hits} hits / {misses} misses, {bytes_down:.3g} B, bundle equal: "
              "{bundle_equal}".format(**result["cache_restore"]))]

@@ -22,7 +22,7 @@ from .procs import die_with_parent
 from .stage import Stage
 from .store import Store
 
-EVENT_TOPIC = "sao-litert"  # one event per stage executed: client.get_events(EVENT_TOPIC)
+EVENT_TOPIC = "sao-litert"  # one event per stage process run here: client.get_events(EVENT_TOPIC)
 
 
 class StageFailed(Exception):
@@ -83,9 +83,12 @@ def run_stage(spec: dict) -> dict:
         env = {**os.environ, "PYTHONUNBUFFERED": "1",
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         with open(scratch / "console.txt", "wb") as console:
+            t_run = time.perf_counter()
             rc = subprocess.call([sys.executable, "-m", "pipeline.runner", "--job", str(job)], cwd=REPO, env=env,
                                  stdout=console, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+            run_s = time.perf_counter() - t_run
         if rc != 0:
+            worker.log_event(EVENT_TOPIC, {"stage": stage.name, "worker": worker.address, "failed": rc})
             line = _error_line(log_file, rc)
             for role, path in in_paths.items():  # the client puts its own paths back
                 line = line.replace(str(path), "{%s}" % role)
@@ -94,7 +97,8 @@ def run_stage(spec: dict) -> dict:
         code = keys.read_depfile(depfile)
         cache.publish(store, ran, code, inputs, log_file)
         seconds = time.perf_counter() - t0
-        worker.log_event(EVENT_TOPIC, {"stage": stage.name, "worker": worker.address, "seconds": seconds})
+        worker.log_event(EVENT_TOPIC, {"stage": stage.name, "worker": worker.address, "seconds": seconds,
+                                       "run_s": run_s})  # seconds: fetch + run + publish
         return {"worker": worker.address, "code": code, "digests": keys.code_digests(code), "executed": True,
                 "seconds": seconds}
     finally:

@@ -4,6 +4,7 @@ loopback). The client is doit in a copy of the repository; the workers run this 
 in their own scratch folders and never see the copy's artifacts/. Tests share state, in order."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from collections import Counter
 import psutil
 import pytest
 
-from conftest import DOIT, REPO, doit, executed
+from conftest import DOIT, REPO, doit, executed, files_source
 from pipeline.bench import checkout
 from pipeline.seaweed import BUCKET, SeaweedS3, free_port
 from pipeline.worker import EVENT_TOPIC
@@ -50,9 +51,10 @@ def cluster_env(world, prefix: str) -> dict:
             "SAO_LITERT_SCHEDULER": world["cluster"].scheduler_address}
 
 
-def executions(world, since: float) -> Counter:
-    """Stages the workers executed (not found in the cache) since `since`: the workers' events."""
-    return Counter(msg["stage"] for t, msg in world["client"].get_events(EVENT_TOPIC) if t >= since)
+def executions(world, since: float, failed=False) -> Counter:
+    """Stages the workers ran to success (or failure) since `since`: the workers' events."""
+    return Counter(msg["stage"] for t, msg in world["client"].get_events(EVENT_TOPIC)
+                   if t >= since and bool(msg.get("failed")) == failed)
 
 
 def manifest_files(out) -> dict:
@@ -138,7 +140,23 @@ def test_d_key_mismatch_is_refused_by_the_worker(world):
     assert "code.stages/dit_quantize.py" in errors[0]
 
 
-def test_e_bad_setup_fails_before_any_work(world):
+def test_e_stage_failing_on_a_worker_fails_once_with_its_error_line(world, default_build):
+    model = world["tmp"] / "bad_model"
+    shutil.copytree(default_build / "inputs", model)
+    config = json.loads((model / "model_config.json").read_text())
+    (model / "model_config.json").write_text(json.dumps({**config, "sample_rate": "fast"}))
+    since = time.time()
+    r = doit(profile=profile(world, "bad", files_source(model)), env=cluster_env(world, "e"), cwd=world["clone"],
+             check=False)
+    assert r.returncode != 0
+    errors = [line for line in r.stdout.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, r.stdout[-3000:]
+    assert f"{model}/model_config.json: sample_rate:" in errors[0]  # the client's path, the field
+    assert executions(world, since, failed=True) == Counter({"checkpoint": 1})  # not retried
+    assert "sample_rate" in (world["clone"] / "artifacts" / "bad" / "logs" / "checkpoint.log").read_text()
+
+
+def test_f_bad_setup_fails_before_any_work(world):
     name = profile(world, "clustered")
     out = world["clone"] / "artifacts" / "clustered"
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
