@@ -263,10 +263,28 @@ class DitSettings(_Strict):
     verify_cases: int = 4
 
 
+DecoderPrecision = Literal["float32", "dynamic_int8"]
+
+
 class AutoencoderSettings(_Strict):
+    # Decoder files built and bundled. float32 is always built (the others are quantized from
+    # it); dynamic_int8: int8 weights and int8 compute on the CONV_2D ops (stages/autoencoder_quantize).
+    precisions: list[DecoderPrecision] = ["float32"]
+    app: DecoderPrecision = "float32"  # the one that becomes the bundle's autoencoder_model.tflite
     max_rel_fp32: float = 1e-4
     # Used only when the fp32 reference itself differs from fp64 by more than max_rel_fp32.
     min_snr_db: float = 60.0
+    # dynamic_int8 vs the PyTorch decoder (audio SNR, worst of the fixed latents). Measured:
+    # 31.3 dB at real size against the fp32 file (random weights).
+    min_snr_int8_db: float = 25.0
+
+    @model_validator(mode="after")
+    def _app_is_built(self):
+        if "float32" not in self.precisions:
+            raise ValueError("precisions must include float32 (the other precisions are made from it)")
+        if self.app not in self.precisions:
+            raise ValueError(f"app '{self.app}' is not one of precisions {self.precisions}")
+        return self
 
 
 class CacheSettings(_Strict):

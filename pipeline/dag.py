@@ -28,10 +28,16 @@ def stages(p: Profile) -> list[Stage]:
     shards = {k: o / "shards" / f"{k}.safetensors" for k in ("conditioners", "dit", "decoder")}
     facts = o / "shards" / "source.json"  # checkpoint hash + audio facts, for the manifest
     cond, dit, ae, rep = o / "conditioners", o / "dit", o / "autoencoder", o / "reports"
-    finals = {"conditioners_float32.tflite": cond / "conditioners_float32.tflite",
-              "conditioners_float16.tflite": cond / "conditioners_float16.tflite",
-              "dit_model.tflite": dit / "dit_model.tflite",
-              "autoencoder_model.tflite": ae / "autoencoder_model.tflite", "spiece.model": src["spiece"]}
+    decoders = {q: ae / ("autoencoder_model.tflite" if q == "float32" else f"autoencoder_{q}.tflite")
+                for q in p.autoencoder.precisions}
+    app = p.autoencoder.app
+    # bundle name → (built file, precision); the app's decoder is autoencoder_model.tflite
+    finals = {"conditioners_float32.tflite": (cond / "conditioners_float32.tflite", "float32"),
+              "conditioners_float16.tflite": (cond / "conditioners_float16.tflite", "float16"),
+              "dit_model.tflite": (dit / "dit_model.tflite", p.dit.quant_recipe),
+              "autoencoder_model.tflite": (decoders[app], app),
+              **{f"autoencoder_{q}.tflite": (f, q) for q, f in decoders.items() if q != app},
+              "spiece.model": (src["spiece"], None)}
     table = []
     if not isinstance(p.source, FileSource):
         table.append(Stage(
@@ -89,23 +95,26 @@ def stages(p: Profile) -> list[Stage]:
               "autoencoder_convert", inputs={"pt2": ae / "decoder.pt2"},
               outputs={"tflite": ae / "autoencoder_model.tflite"},
               tools=(*TORCH, "litert-torch", "ai-edge-litert")),
-        Stage("verify_autoencoder", "Compare the decoder .tflite with PyTorch; fail past tolerance",
-              "verify_autoencoder", inputs={"shard": shards["decoder"], "tflite": ae / "autoencoder_model.tflite"},
-              outputs={"report": rep / "parity_autoencoder.json"}, config=p.autoencoder.model_dump(),
-              tools=(*TORCH, "ai-edge-litert")),
+        *([Stage("autoencoder_quantize", "Quantize the float decoder: int8 weights and compute on CONV_2D",
+                 "autoencoder_quantize", inputs={"tflite": decoders["float32"]},
+                 outputs={"tflite": decoders["dynamic_int8"]}, tools=("ai-edge-quantizer", "ai-edge-litert"))]
+          if "dynamic_int8" in decoders else []),
+        Stage("verify_autoencoder", "Compare the decoder .tflite files with PyTorch; fail past tolerance",
+              "verify_autoencoder", inputs={"shard": shards["decoder"], "tflite": decoders["float32"],
+                                            **{q: f for q, f in decoders.items() if q != "float32"}},
+              outputs={"report": rep / "parity_autoencoder.json"},
+              config=p.autoencoder.model_dump(exclude={"precisions", "app"}), tools=(*TORCH, "ai-edge-litert")),
 
         Stage("collect", "Collect the app bundle (the Arm audiogen layout) and write manifest.json",
-              "collect", inputs={**{f: finals[f] for f in BUNDLE}, "source": facts},
-              outputs={**{f: o / "bundle" / f for f in BUNDLE}, "manifest.json": o / "bundle" / "manifest.json"},
-              config={"profile": p.name, "steps": p.generate.steps},
+              "collect", inputs={**{f: path for f, (path, _) in finals.items()}, "source": facts},
+              outputs={**{f: o / "bundle" / f for f in finals}, "manifest.json": o / "bundle" / "manifest.json"},
+              config={"profile": p.name, "steps": p.generate.steps,
+                      "precisions": {f: q for f, (_, q) in finals.items() if q}},
               tools=("ai-edge-litert",),
               task_dep=("verify_conditioners", "verify_dit", "verify_autoencoder")),
     ]
     return table
 
-
-BUNDLE = ("conditioners_float32.tflite", "conditioners_float16.tflite", "dit_model.tflite",
-          "autoencoder_model.tflite", "spiece.model")
 
 # Targets that name a final artifact rather than a step.
 ALIASES = {"dit_tflite": ("The final (quantized) DiT file", ["dit_quantize"])}

@@ -20,6 +20,8 @@ def _parser():
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--steps", type=int, default=8)
     g.add_argument("--threads", type=int, default=2)
+    g.add_argument("--decoder-precision", help="a decoder precision in the bundle (manifest models.*.precision); "
+                                               "default: the app's autoencoder_model.tflite")
     g.add_argument("--out", type=Path, required=True)
     g.add_argument("--reference", metavar="PROFILE", type=Path,
                    help="also run the PyTorch modules of this built profile with the same noise; report SNR")
@@ -47,7 +49,7 @@ def main(argv=None) -> int:
         from pipeline.many import main as build_many  # the build side: not part of the runtime
         return build_many(args.profiles, args.jobs)
     log = logging.getLogger("sao.generate")
-    req = Request(args.prompt, args.seconds, args.seed, args.steps, args.threads)
+    req = Request(args.prompt, args.seconds, args.seed, args.steps, args.threads, args.decoder_precision)
     try:
         from . import ping_pong
         manifest = load_manifest(args.bundle)

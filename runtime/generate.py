@@ -25,6 +25,7 @@ class Request:
     seed: int = 0
     steps: int = 8
     threads: int = 2
+    decoder: str | None = None  # a decoder precision in the bundle; None: autoencoder_model.tflite
 
 
 def load_manifest(bundle: Path) -> dict:
@@ -54,6 +55,18 @@ def check(req: Request, tok: Tokenizer):
         raise BundleError("--steps: must be >= 1")
 
 
+def decoder_file(manifest: dict, precision: str | None) -> str:
+    """The bundle's decoder of that precision (the app's autoencoder_model.tflite first)."""
+    if precision is None:
+        return "autoencoder_model.tflite"
+    have = {n: m.get("precision") for n, m in manifest["models"].items() if n.startswith("autoencoder_")}
+    for name in sorted(have, key=lambda n: n != "autoencoder_model.tflite"):
+        if have[name] == precision:
+            return name
+    raise BundleError(f"--decoder-precision: the bundle has no {precision} decoder "
+                      f"(has {', '.join(sorted(set(map(str, have.values()))))})")
+
+
 def generate(bundle, req: Request, noise=None, manifest=None) -> tuple[np.ndarray, np.ndarray, dict]:
     """(audio [channels, samples], final latent, seconds per stage). `manifest`: one the caller
     has already loaded (and so hash-checked) with load_manifest."""
@@ -65,7 +78,7 @@ def generate(bundle, req: Request, noise=None, manifest=None) -> tuple[np.ndarra
     t0 = time.perf_counter()
     cond_model = Model(bundle / "conditioners_float32.tflite", req.threads)
     dit = Model(bundle / "dit_model.tflite", req.threads)
-    decoder = Model(bundle / "autoencoder_model.tflite", req.threads)
+    decoder = Model(bundle / decoder_file(manifest, req.decoder), req.threads)
     times["load"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """Stage `collect`: copy the final artifacts into bundle/ (the folder the Arm audiogen app reads)
-and describe them in manifest.json: hashes, sizes, every model's signature with raw tensor
-indices, names, shapes and dtypes, the sampler, the audio format and the toolchain."""
+and describe them in manifest.json: hashes, sizes, every model's precision and signature with
+raw tensor indices, names, shapes and dtypes, the sampler, the audio format and the toolchain."""
 import json
 import logging
 import shutil
@@ -25,7 +25,7 @@ def run(inputs, outputs, config):
         shutil.copyfile(inputs[name], dst)
         files[name] = {"xxh3_128": file_digest(dst), "bytes": dst.stat().st_size}
         if name.endswith(".tflite"):
-            models[name] = Model(dst).describe()
+            models[name] = {"precision": config["precisions"][name], **Model(dst).describe()}
     steps = config["steps"]
     manifest = {
         "profile": config["profile"],

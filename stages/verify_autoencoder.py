@@ -1,6 +1,7 @@
 """Stage `verify_autoencoder`: autoencoder_model.tflite vs the PyTorch decoder on unit-variance
 latents. Gated by relative max-abs error, unless the fp32 reference itself differs from an fp64
-run by more than that tolerance: then by SNR against the fp64 run (reported as such)."""
+run by more than that tolerance: then by SNR against the fp64 run (reported as such). A
+dynamic_int8 decoder, when built, is gated by its audio SNR against the same PyTorch outputs."""
 import copy
 import logging
 
@@ -37,4 +38,10 @@ def run(inputs, outputs, config):
         if report["fp32_vs_fp64_floor"]["rel"] > config["max_rel_fp32"]:
             report["gated_by"] = "SNR vs fp64: the fp32 reference itself is above the relative tolerance"
             checks = [("SNR dB vs fp64 decoder", report["vs_float64"]["worst"]["snr_db"], ">=", config["min_snr_db"])]
+    if "dynamic_int8" in inputs:  # gated against the PyTorch decoder like the float file
+        q = Model(inputs["dynamic_int8"])
+        vs8 = [parity.metrics(r, next(iter(q(latent=z).values()))) for r, z in zip(refs, latents)]
+        report["dynamic_int8"] = {"worst": parity.worst(vs8), "cases": vs8}
+        checks.append(("dynamic_int8 audio SNR dB", report["dynamic_int8"]["worst"]["snr_db"], ">=",
+                       config["min_snr_int8_db"]))
     parity.gate(report, checks, outputs["report"], log)
