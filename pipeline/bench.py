@@ -113,7 +113,11 @@ def cluster_build(cache_env: dict) -> dict:
                    "SAO_LITERT_SCHEDULER": cluster.scheduler_address}
             cluster_s = _doit(f"profile={clustered}", env=env)
             ran = {m["stage"]: m["run_s"] for _, m in client.get_events(EVENT_TOPIC)}
-        times = json.loads((load_profile(clustered).out / "logs" / "last_build.json").read_text())["times"]
+        record = json.loads((load_profile(clustered).out / "logs" / "last_build.json").read_text())
+        if set(ran) != set(record["stages"]):
+            raise RuntimeError(f"the cluster build ran {sorted(ran)} on workers; the client says {record['stages']}, "
+                               f"warnings {record['warnings']}")
+        times = record["times"]
         overhead = {s: round(t1 - t0 - ran[s], 2) for s, (t0, t1) in times.items() if s in ran}
         return {"profile": "default", "workers": 2, "serial_s": serial_s, "cluster_s": cluster_s,
                 "cluster_over_serial": cluster_s / serial_s, "overhead_s": overhead,

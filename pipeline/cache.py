@@ -5,12 +5,14 @@ upload what it made. Stages never know the cache exists.
 The cache never fails a build: a store that cannot be reached or refuses access turns the cache
 off for the rest of the process with one warning line; a missing or corrupt blob is reported
 for its stage, which then builds locally (and, read-write, replaces the blob)."""
+import atexit
 import logging
 import os
 import platform
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -53,6 +55,7 @@ class Cache:
         self._lock = threading.Lock()
         self.bad: set[str] = set()  # blobs found corrupt: replaced on upload
         self._local: dict = {}      # digest → a file restored in this process
+        self._uploader = None
         # Made at a build's first stage action: the record describes the last build that ran
         # something (a no-op `doit` or `doit report` keeps it).
         self.stats = {"url": redact(self.cfg.url or ""), "mode": self.cfg.mode, "hits": 0, "misses": 0,
@@ -82,6 +85,15 @@ class Cache:
         if ran_on is None:
             self._record(stage.name, "miss")
         return False
+
+    def upload_soon(self, stage, code: list[str], inputs: dict[str, str]):
+        """Upload in the background, so the stages that wait for this one can start now; the
+        process waits for its uploads before it exits."""
+        with self._lock:
+            if self._uploader is None:
+                self._uploader = ThreadPoolExecutor(1, thread_name_prefix="cache-upload")
+                atexit.register(self._uploader.shutdown, wait=True)
+            self._uploader.submit(self.upload, stage, code, inputs)
 
     def upload(self, stage, code: list[str], inputs: dict[str, str]):
         try:

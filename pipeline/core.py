@@ -7,7 +7,7 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import cache as cache_mod, executor, keys, memory
+from . import cache as cache_mod, executor, keys, resources
 from .config import REPO, Profile
 from .hashing import file_digest
 from .procs import die_with_parent
@@ -28,7 +28,7 @@ class KeyUnchanged:
 def run_stage(stage: Stage, profile: Profile):
     """doit action: restore the stage from the cache, or run it — on a Dask worker
     (pipeline/executor.py) or here in its own process (heavy imports, memory, global side effects
-    stay there) once the memory it needs is free — and upload the result. The child writes the
+    stay there) once a core and the memory it needs are free — and upload the result. The child writes the
     per-task log; its console lines are progress only. Returns the stage key doit saves."""
     cache = cache_mod.for_profile(profile)
     depfile = keys.depfile(profile.out, stage.name)
@@ -47,7 +47,9 @@ def run_stage(stage: Stage, profile: Profile):
     cmd = [sys.executable, "-m", "pipeline.runner", str(profile.path), stage.name]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    with memory.admission().admit(stage.name, memory.need(stage.name, profile)), cache.timing(stage.name):
+    admit = resources.admission().admit(stage.name, resources.need(stage.name, profile),
+                                        resources.priority(stage.name, profile))
+    with admit, cache.timing(stage.name):
         rc = subprocess.call(cmd, cwd=REPO, env=env, preexec_fn=die_with_parent)
     if rc != 0:
         cache.ran(stage.name, "failed")
@@ -56,7 +58,7 @@ def run_stage(stage: Stage, profile: Profile):
     cache.ran(stage.name)
     code = keys.read_depfile(depfile)
     if cache.writable:
-        cache.upload(stage, code, inputs)
+        cache.upload_soon(stage, code, inputs)
     return {"stage_key": keys.local_key(stage, code)}
 
 

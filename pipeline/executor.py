@@ -18,7 +18,7 @@ import threading
 
 from doit.exceptions import TaskFailed
 
-from . import cache as cache_mod, keys, memory, worker
+from . import cache as cache_mod, keys, resources, worker
 from .config import ExecutorSettings, Profile
 from .errors import InputError
 from .store import redact
@@ -70,7 +70,7 @@ class Remote:
         from distributed import KilledWorker
         if self.off or not cache.writable:
             return None
-        need = memory.need(stage.name, self.profile)
+        need = resources.need(stage.name, self.profile)
         try:
             if need > (largest := self._largest_mem()):
                 log.warning("warning: executor: no worker offers MEM >= %.1f GB for %s (largest %.1f GB); "

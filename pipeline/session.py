@@ -74,10 +74,11 @@ def doit_config(profile: Profile) -> dict:
 
 
 def _parallelism(profile: Profile) -> int:
-    """Stages at once by default: the cores here (memory admission keeps big stages apart), or
-    the cluster's threads. `doit -n N` overrides it; `-n 1` is serial."""
+    """Stages in flight by default: twice the cores here (the admission in pipeline/resources.py
+    runs one stage process per core, longest remaining chain first, while the others restore,
+    upload or wait), or the cluster's threads. `doit -n N` overrides it; `-n 1` is serial."""
     remote = executor.for_profile(profile)
-    return max(os.cpu_count() or 1, remote.threads() if remote else 0)
+    return max(2 * (os.cpu_count() or 1), remote.threads() if remote else 0)
 
 
 def cache_stats_task(profile: Profile) -> dict:

@@ -1,12 +1,12 @@
 """The executor's parts without a cluster: [executor] settings and their errors, per-stage memory
-needs, and the admission of concurrent local stages against a memory budget."""
+needs, and the admission of concurrent local stages (memory, one per core, longest chain first)."""
 import threading
 import time
 
 import pytest
 
 from conftest import write_profile
-from pipeline import executor, memory
+from pipeline import executor, resources
 from pipeline.config import load_profile
 from pipeline.errors import InputError
 
@@ -44,15 +44,15 @@ def test_environment_selects_the_dask_executor(tmp_path, monkeypatch):
 def test_memory_needs_follow_the_model_size(tmp_path):
     tiny = load_profile(write_profile(tmp_path, "tiny", SYNTHETIC))
     real = load_profile(write_profile(tmp_path, "real", SYNTHETIC + 'preset = "real"\n'))
-    assert memory.need("dit_convert", real) > 7.0e9  # measured 7049 MB peak at real size
-    assert memory.need("dit_convert", tiny) < 1.0e9
-    assert memory.need("collect", real) < memory.need("dit_quantize", real) < memory.need("dit_convert", real)
-    assert memory.need("a_new_stage", tiny) == max(memory.need(s, tiny) for s in memory.PEAK_MB)
+    assert resources.need("dit_convert", real) > 7.0e9  # measured 7049 MB peak at real size
+    assert resources.need("dit_convert", tiny) < 1.0e9
+    assert resources.need("collect", real) < resources.need("dit_quantize", real) < resources.need("dit_convert", real)
+    assert resources.need("a_new_stage", tiny) == max(resources.need(s, tiny) for s in resources.MEASURED)
 
 
-def _concurrency(budget: float, needs: list[float]) -> int:
+def _concurrency(budget: float, needs: list[float], slots=8) -> int:
     """The most stages the admission let run at once, each stage holding its memory for 0.3 s."""
-    adm, running, peak, lock = memory.Admission(int(budget)), [0], [0], threading.Lock()
+    adm, running, peak, lock = resources.Admission(int(budget), slots), [0], [0], threading.Lock()
 
     def stage(i, need):
         with adm.admit(f"s{i}", int(need)):
@@ -77,3 +77,37 @@ def test_admission_keeps_big_stages_apart():
     assert _concurrency(16 * gb, [5 * gb] * 3) == 3
     assert _concurrency(16 * gb, [8.1 * gb, 0.5 * gb, 0.5 * gb]) == 3
     assert _concurrency(4 * gb, [8.1 * gb, 8.1 * gb]) == 1  # larger than the budget: runs alone
+    assert _concurrency(64 * gb, [1 * gb] * 5, slots=2) == 2    # one stage process per core
+
+
+def test_admission_starts_the_longest_remaining_chain_first():
+    adm, started = resources.Admission(int(64e9), slots=1), []
+    hold = threading.Event()
+
+    def first():
+        with adm.admit("first", 1):
+            hold.wait(10)
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    time.sleep(0.2)  # "first" runs; the others queue behind it in arrival order 1, 2, 3
+
+    def stage(name, prio):
+        with adm.admit(name, 1, prio):
+            started.append(name)
+    for name, prio in (("short", 10.0), ("long", 300.0), ("middle", 50.0)):
+        threads.append(threading.Thread(target=stage, args=(name, prio)))
+        threads[-1].start()
+        time.sleep(0.1)
+    hold.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert started == ["long", "middle", "short"]
+
+
+def test_remaining_chain_follows_the_dag(tmp_path):
+    from pipeline.dag import stages
+    rest = resources.remaining_seconds(stages(load_profile(write_profile(tmp_path, "x", SYNTHETIC))))
+    m = {k: v[2] for k, v in resources.MEASURED.items()}
+    assert rest["collect"] == m["collect"]
+    assert rest["autoencoder_convert"] == pytest.approx(m["autoencoder_convert"] + m["verify_autoencoder"] + m["collect"])
+    assert rest["synth"] == max(rest.values())

@@ -1,0 +1,142 @@
+"""What each stage costs, and the admission of concurrent local stages.
+
+Costs are measured by `./dev bench` (bench.json `full_build.stages`, 2 cores): peak RSS at the
+tiny and at the real-size preset, interpolated by the model's size (checkpoint + T5 weights)
+with a margin, and seconds at real size. The memory figure is also the `MEM` resource a stage
+asks of a Dask worker (pipeline/executor.py).
+
+Admission: a local stage process starts when a core is free and its memory fits in what the
+running ones leave of the budget (or it would run alone: it cannot do better); among waiting
+stages, the one heading the longest remaining chain of work goes first, so the long conversions
+start early and the short steps fill in around them."""
+import logging
+import os
+import threading
+from contextlib import contextmanager
+from itertools import count
+
+from .config import FileSource, Profile
+from .dag import stages
+
+log = logging.getLogger("sao.resources")
+
+# stage → (peak RSS MB tiny preset, peak RSS MB real size, seconds real size), measured alone.
+MEASURED = {
+    "synth": (411, 2814, 22.8), "checkpoint": (242, 1838, 6.3),
+    "conditioners_onnx": (432, 2174, 11.3), "conditioners_tflite": (700, 5050, 137.1),
+    "verify_conditioners": (429, 2107, 4.9),
+    "dit_reauthor": (364, 3793, 22.2), "dit_convert": (662, 7049, 57.7), "dit_quantize": (93, 2360, 3.6),
+    "verify_dit": (274, 4928, 14.2),
+    "autoencoder_reauthor": (366, 1196, 7.5), "autoencoder_convert": (675, 4985, 120.9),
+    "verify_autoencoder": (293, 2187, 48.0),
+    "collect": (93, 252, 1.3),
+}
+_LARGEST = tuple(max(v[i] for v in MEASURED.values()) for i in range(3))  # a stage not measured yet
+# Checkpoint + T5 weight bytes of the two presets those figures were measured on.
+MODEL_BYTES = (5_876_263 + 741_824, 1_989_206_371 + 438_525_864)
+MARGIN = 1.15
+_ENV = "SAO_LITERT_MEMORY"  # bytes this machine may give its stages (default: available memory)
+
+
+def model_scale(profile: Profile) -> float:
+    """0 for the tiny preset, 1 for the real-size one; a model on disk by its bytes."""
+    src = profile.source
+    if not isinstance(src, FileSource):
+        return 1.0 if src.preset == "real" else 0.0
+    size = src.checkpoint.stat().st_size + (src.t5_dir / "model.safetensors").stat().st_size
+    return max(0.0, (size - MODEL_BYTES[0]) / (MODEL_BYTES[1] - MODEL_BYTES[0]))
+
+
+def need(stage: str, profile: Profile) -> int:
+    """Bytes the stage's process needs at this profile's model size."""
+    tiny, real, _ = MEASURED.get(stage, _LARGEST)
+    return int((tiny + (real - tiny) * model_scale(profile)) * MARGIN * 1e6)
+
+
+def remaining_seconds(stages) -> dict[str, float]:
+    """Per stage: its real-size seconds plus the longest chain of stages that wait for it."""
+    producer = {path: s.name for s in stages for path in s.outputs.values()}
+    after = {s.name: set() for s in stages}
+    for s in stages:
+        for path in s.inputs.values():
+            if path in producer:
+                after[producer[path]].add(s.name)
+        for dep in s.task_dep:
+            after[dep].add(s.name)
+    memo = {}
+
+    def rest(name):
+        if name not in memo:
+            memo[name] = MEASURED.get(name, _LARGEST)[2] + max((rest(n) for n in after[name]), default=0.0)
+        return memo[name]
+    return {s.name: rest(s.name) for s in stages}
+
+
+def budget() -> int:
+    """Bytes local stages may use together: $SAO_LITERT_MEMORY, else what the OS reports available."""
+    if value := os.environ.get(_ENV):
+        return int(float(value))
+    import psutil
+    return psutil.virtual_memory().available
+
+
+class Admission:
+    """The stage processes of one doit process: at most `slots` at once, within `total` bytes."""
+
+    def __init__(self, total: int, slots: int):
+        self.total = self.free = total
+        self.slots, self.running = slots, 0
+        self._waiting: list[tuple[float, int, int]] = []  # (priority, arrival, bytes)
+        self._arrival = count()
+        self._cv = threading.Condition()
+
+    def _fits(self, nbytes: int) -> bool:
+        return nbytes <= self.free or self.running == 0
+
+    def _turn(self, me) -> bool:
+        if self.running >= self.slots:
+            return False
+        ready = [w for w in self._waiting if self._fits(w[2])]
+        return bool(ready) and max(ready, key=lambda w: (w[0], -w[1])) is me
+
+    @contextmanager
+    def admit(self, name: str, nbytes: int, priority: float = 0.0):
+        with self._cv:
+            me = (priority, next(self._arrival), nbytes)
+            self._waiting.append(me)
+            if not self._fits(nbytes):
+                log.info("  %s: waits for memory (needs %.1f GB, %.1f GB of %.1f GB free)",
+                         name, nbytes / 1e9, self.free / 1e9, self.total / 1e9)
+            self._cv.wait_for(lambda: self._turn(me))
+            self._waiting.remove(me)
+            self.free -= nbytes
+            self.running += 1
+            self._cv.notify_all()
+        try:
+            yield
+        finally:
+            with self._cv:
+                self.free += nbytes
+                self.running -= 1
+                self._cv.notify_all()
+
+
+_admission = None
+_priorities: dict[str, dict[str, float]] = {}
+_lock = threading.Lock()
+
+
+def admission() -> Admission:
+    """The process's one admission controller (doit's threads share it): a slot per core."""
+    global _admission
+    with _lock:
+        if _admission is None:
+            _admission = Admission(budget(), os.cpu_count() or 1)
+        return _admission
+
+
+def priority(stage: str, profile: Profile) -> float:
+    with _lock:
+        if profile.name not in _priorities:
+            _priorities[profile.name] = remaining_seconds(stages(profile))
+        return _priorities[profile.name].get(stage, 0.0)
