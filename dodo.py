@@ -5,6 +5,7 @@ TF, converters) happen only inside stage processes, so a no-op `doit` stays fast
     doit profile=PATH         build another profile (artifacts/<name>/, its own doit state)
     doit dit_tflite           one target;  doit list;  doit clean
     doit cache_stats          what the shared cache did in the last build
+    doit cache_push           upload the whole (up-to-date) build to the shared cache
     doit report;  doit graph  reports/index.html;  the DAG picture alone
 """
 import sys
@@ -20,10 +21,12 @@ DOIT_CONFIG = session.doit_config(profile)
 
 
 def task_stages():
-    for stage in stages(profile):
+    table = stages(profile)
+    for stage in table:
         yield to_task(stage, profile)
     for name, (doc, deps) in ALIASES.items():
         yield {"basename": name, "doc": doc, "actions": None, "task_dep": deps}
     yield session.generate_task(profile)
     yield session.cache_stats_task(profile)
+    yield session.cache_push_task(profile, table)
     yield from session.report_tasks(profile)

@@ -1,10 +1,11 @@
 """Benchmark: `./dev bench [PROFILE]` → artifacts/<profile>/reports/bench.json + a table.
 
 No-op doit time, XXH3 checker vs doit's MD5Checker on a 1 GiB file, full build time with the
-default command, peak stage memory and peak memory of all processes together (a fresh copy of the
-profile, uploading into a loopback SeaweedFS cache), a fresh checkout restoring everything from
-that cache, the default profile on a 2-worker Dask LocalCluster vs serial, bundle latency per
-stage vs PyTorch, artifact sizes."""
+default command (plain doit, a fresh copy of the profile), peak stage memory and peak memory of
+all processes together, `doit cache_push` of that build into a loopback SeaweedFS cache, a
+fresh checkout restoring everything from that cache, the default profile on a 2-worker Dask
+LocalCluster vs serial, bundle latency per stage vs PyTorch, every decoder precision's load /
+first / warm latency and SNR vs PyTorch, artifact sizes."""
 import json
 import logging
 import os
@@ -178,6 +179,46 @@ def latency(profile_path: Path, threads=2) -> dict:
 STAGES = ("conditioners", "dit_step", "decoder", "end_to_end")
 
 
+def decoder_latency(profile_path: Path, threads=2, warm_runs=3) -> dict:
+    """Every decoder of the bundle (one per precision) on one fixed unit-variance latent: load,
+    first invoke and warm invoke (median of `warm_runs` more) in seconds, the size, and the audio
+    SNR against the PyTorch decoder, whose warm time (same latent and threads) gives the ratios."""
+    import numpy as np
+    import torch
+    from runtime.litert import Model
+    from stages.autoencoder_reauthor import build
+    from .parity import metrics
+    torch.set_num_threads(threads)
+    bundle = load_profile(profile_path).out / "bundle"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    model, example = build(load_profile(profile_path).out / "shards" / "decoder.safetensors")
+    latent = np.random.default_rng(7).standard_normal(example["latent"].shape).astype(np.float32)
+    with torch.no_grad():
+        ref, torch_s = None, []
+        for _ in range(1 + warm_runs):
+            t0 = time.perf_counter()
+            ref = model(torch.from_numpy(latent)).numpy()
+            torch_s.append(time.perf_counter() - t0)
+    out = {"pytorch_warm_s": statistics.median(torch_s[1:]), "decoders": {}}
+    for name, m in manifest["models"].items():
+        if not name.startswith("autoencoder_"):
+            continue
+        t0 = time.perf_counter()
+        lite = Model(bundle / name, threads)
+        load = time.perf_counter() - t0
+        runs = []
+        for _ in range(1 + warm_runs):
+            t0 = time.perf_counter()
+            (audio,) = lite(latent=latent).values()
+            runs.append(time.perf_counter() - t0)
+        warm = statistics.median(runs[1:])
+        out["decoders"][name] = {"precision": m.get("precision"), "bytes": manifest["files"][name]["bytes"],
+                                 "load_s": load, "first_s": runs[0], "warm_s": warm,
+                                 "warm_over_pytorch": warm / out["pytorch_warm_s"],
+                                 "snr_db_vs_pytorch": metrics(ref, audio)["snr_db"]}
+    return out
+
+
 def main(argv):
     """Everything is measured on a fresh copy of the profile (artifacts/bench_<name>), built once."""
     profile_path = Path(argv[0] if argv else REPO / "profiles" / "default.toml").resolve()
@@ -191,17 +232,19 @@ def main(argv):
     server = SeaweedS3(Path(store.name)).start()
     cache_env = {**server.env(), "SAO_LITERT_CACHE": f"s3://{BUCKET}/bench"}
     try:
-        log.info("building %s from scratch into a loopback S3 cache (progress: %s)", copy.name, bench.out / "logs")
+        log.info("building %s from scratch with plain doit (progress: %s)", copy.name, bench.out / "logs")
         build_peak = {}
-        build_s = _doit(f"profile={copy}", env=cache_env, peak=build_peak)
+        build_s = _doit(f"profile={copy}", peak=build_peak)
+        log.info("built in %.0f s; pushing it into a loopback S3 cache …", build_s)
+        push_s = _doit("cache_push", f"profile={copy}", env=cache_env)
         uploaded = json.loads((bench.out / "logs" / "last_build.json").read_text())["bytes_up"]
-        log.info("built in %.0f s; a fresh checkout restores it from the cache …", build_s)
-        restore = {**cache_restore(copy, bench.out, cache_env), "bytes_up_by_build": uploaded}
-        server.stop()  # now: the latency figures below must not share the cores with it
+        log.info("pushed in %.0f s; a fresh checkout restores it from the cache …", push_s)
+        restore = {**cache_restore(copy, bench.out, cache_env), "bytes_up_by_push": uploaded, "push_s": push_s}
         stages = stage_figures(bench.out)
         peak = max(stages, key=lambda k: stages[k]["peak_rss_mb"])
         log.info("restored in %.1f s; the default profile on a 2-worker Dask cluster vs serial …", restore["seconds"])
         dask = cluster_build(cache_env)
+        server.stop()  # now: the latency figures below must not share the cores with it
         log.info("no-op doit, file checkers, latency …")
         noop = statistics.median(_doit(f"profile={copy}") for _ in range(3))
         result = {"profile": profile.name, "noop_doit_s": noop, "checker": checker_throughput(),
@@ -213,6 +256,7 @@ def main(argv):
                   "parity": {r.stem: {c["check"]: c["value"] for c in json.loads(r.read_text())["checks"]}
                              for r in sorted((bench.out / "reports").glob("parity_*.json"))},
                   "latency": latency(copy),
+                  "decoder_precisions": decoder_latency(copy),
                   "sizes_bytes": {**{k: v["bytes"] for k, v in
                                      json.loads((bench.out / "bundle" / "manifest.json").read_text())["files"].items()},
                                   "dit_float32.tflite (not bundled)": (bench.out / "dit" / "dit_float32.tflite").stat().st_size}}
@@ -233,7 +277,7 @@ def main(argv):
     c, b, lat = result["checker"], result["full_build"], result["latency"]
     rows = [("no-op doit", f"{noop:.3f} s"),
             ("xxh3 vs md5 (1 GiB)", f"{c['xxh3_gb_s']:.2f} vs {c['md5_gb_s']:.2f} GB/s = {c['ratio']:.1f}x"),
-            ("full build, plain doit (uploading to the cache)",
+            ("full build, plain doit",
              f"{b['seconds']:.1f} s, peak {b['peak_rss_mb']} MB ({b['peak_stage']}), all processes "
              f"{b['peak_total_rss_mb']:.0f} MB"),
             ("default profile: 2-worker Dask cluster vs doit -n 1", "{cluster_s:.1f} s vs {serial_s:.1f} s = "
@@ -243,6 +287,10 @@ def main(argv):
              "{bundle_equal}".format(**result["cache_restore"]))]
     rows += [(f"{k} LiteRT / PyTorch", f"{lat['litert_s'][k] * 1e3:.1f} / {lat['pytorch_s'][k] * 1e3:.1f} ms "
               f"= {lat['litert_over_pytorch'][k]:.2f}") for k in STAGES]
+    dec = result["decoder_precisions"]
+    rows += [(f"decoder {v['precision']} ({k}) load / first / warm", f"{v['load_s']:.2f} / {v['first_s']:.2f} / "
+              f"{v['warm_s']:.2f} s = {v['warm_over_pytorch']:.2f} of PyTorch {dec['pytorch_warm_s']:.2f} s, "
+              f"SNR {v['snr_db_vs_pytorch']:.1f} dB, {v['bytes'] / 1e6:.1f} MB") for k, v in dec["decoders"].items()]
     rows += [(f"stage {k}", f"{v['seconds']:.1f} s, peak {v['peak_rss_mb']} MB") for k, v in b["stages"].items()]
     rows += [(f"{r[7:]}: {k}", f"{v:.4g}") for r, checks in result["parity"].items() for k, v in checks.items()]
     rows += [(f"size {k}", f"{v / 1e6:.2f} MB") for k, v in result["sizes_bytes"].items()]

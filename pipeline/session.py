@@ -101,6 +101,27 @@ def cache_stats_task(profile: Profile) -> dict:
             "actions": [action], "uptodate": [False], "verbosity": 2}
 
 
+def cache_push_task(profile: Profile, table) -> dict:
+    """`doit cache_push`: upload every stage of the (then up-to-date) build to the shared cache,
+    e.g. to seed it from a build made without one. Blobs already there are not sent again."""
+    from doit.exceptions import TaskFailed
+    from . import keys
+    from .hashing import file_digest
+
+    def action():
+        c = cache.for_profile(profile)
+        if not c.writable:
+            return TaskFailed(f"cache_push needs a read-write cache: [cache] in {profile.path} or $SAO_LITERT_CACHE")
+        for stage in table:
+            inputs = {role: file_digest(p) for role, p in stage.inputs.items()}
+            c.upload(stage, keys.read_depfile(keys.depfile(profile.out, stage.name)), inputs)
+        if c.stats["warnings"]:
+            return TaskFailed("cache_push: the store failed (see the warning above)")
+
+    return {"basename": "cache_push", "doc": "Upload every stage of the up-to-date build to the shared cache",
+            "actions": [action], "task_dep": ["collect"], "uptodate": [False], "verbosity": 2}
+
+
 def report_tasks(profile: Profile):
     """`doit report`: reports/index.html after collect; `doit graph`: the DAG picture alone."""
     from doit.exceptions import TaskFailed
