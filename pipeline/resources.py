@@ -28,6 +28,7 @@ MEASURED = {
     "dit_reauthor": (364, 3793, 22.2), "dit_convert": (662, 7049, 57.7), "dit_quantize": (93, 2360, 3.6),
     "verify_dit": (274, 4928, 14.2),
     "autoencoder_reauthor": (366, 1196, 7.5), "autoencoder_convert": (675, 4985, 120.9),
+    "autoencoder_quantize": (100, 820, 2.4),
     "verify_autoencoder": (293, 2187, 48.0),
     "collect": (93, 252, 1.3),
 }

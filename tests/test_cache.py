@@ -166,6 +166,19 @@ def test_g_edited_module_that_no_list_names_changes_the_key(world):
     assert executed(build(world, "two").stdout) == set()
 
 
+def test_h_cache_push_seeds_a_store_from_a_finished_build(world):
+    url = f"s3://{BUCKET}/pushed"
+    before = manifest_files(world, "one")
+    out = build(world, "one", "cache_push", url=url).stdout
+    assert executed(out) == {"cache_push"}  # every stage was up to date: nothing rebuilt
+    assert stats(world, "one")["bytes_up"] > 0
+    doit("clean", f"profile=profiles/{PROFILE}.toml", cwd=world["one"]["clone"])
+    assert not (world["one"]["out"] / "bundle" / "manifest.json").exists()
+    out = build(world, "one", url=url).stdout
+    assert out.count("restored from cache") == len(executed(out)) == 12
+    assert manifest_files(world, "one") == before
+
+
 def test_bad_credentials_build_locally_with_one_warning(world):
     doit("forget", "collect", "verify_dit", f"profile=profiles/{PROFILE}.toml", cwd=world["one"]["clone"])
     out = build(world, "one", secret="wrong-secret").stdout
