@@ -131,6 +131,7 @@ def cluster_build(cache_env: dict) -> dict:
 
 def checker_throughput(size=1 << 30) -> dict:
     from doit.dependency import MD5Checker
+    from . import hashing
     from .hashing import XXH3Checker
     with tempfile.TemporaryDirectory(dir=REPO / "artifacts") as d:
         f = Path(d) / "blob"
@@ -141,6 +142,7 @@ def checker_throughput(size=1 << 30) -> dict:
         res = {}
         for name, checker in (("xxh3_128", XXH3Checker()), ("md5", MD5Checker())):
             checker.get_state(str(f), None)  # warm the page cache
+            hashing._known.clear()  # time the hashing, not this process's digest memo
             t0 = time.perf_counter()
             checker.get_state(str(f), None)
             res[name] = size / (time.perf_counter() - t0) / 1e9
