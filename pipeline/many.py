@@ -32,12 +32,13 @@ def main(paths: list[Path], jobs: int | None = None) -> int:
                   ", ".join(sorted({n for n in names if names.count(n) > 1})))
         return InputError.exit_code
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmds = [[sys.executable, "-m", "doit", f"profile={p.path}", *(["-n", str(jobs)] if jobs else [])]
-            for p in profiles]
+
+    def start(p):
+        cmd = [sys.executable, "-m", "doit", f"profile={p.path}", *(["-n", str(jobs)] if jobs else [])]
+        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if all(remote):
         log.info("building %d profiles at once on the Dask cluster", len(profiles))
-        procs = [subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True) for c in cmds]
+        procs = [start(p) for p in profiles]
         pumps = [threading.Thread(target=_pump, args=(p.stdout, n)) for p, n in zip(procs, names)]
         for t in pumps:
             t.start()
@@ -47,9 +48,9 @@ def main(paths: list[Path], jobs: int | None = None) -> int:
     else:
         log.info("building %d profiles one after another (no Dask executor)", len(profiles))
         codes = []
-        for c, n in zip(cmds, names):
-            proc = subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            _pump(proc.stdout, n)
+        for p in profiles:
+            proc = start(p)
+            _pump(proc.stdout, p.name)
             codes.append(proc.wait())
     for n, rc in zip(names, codes):
         log.info("%s: %s", n, "built" if rc == 0 else f"FAILED (exit {rc})")

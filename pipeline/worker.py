@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import cache, keys
 from .config import REPO
+from .hashing import file_digest
 from .procs import die_with_parent
 from .stage import Stage
 from .store import Store
@@ -114,7 +115,6 @@ def _error_line(log_file: Path, rc: int) -> str:
 def _put_log(store: Store, log_file: Path) -> str | None:
     if not log_file.is_file():
         return None
-    from .hashing import file_digest
     digest = file_digest(log_file)
     store.put_blob(log_file, digest)
     return digest

@@ -111,3 +111,14 @@ def test_remaining_chain_follows_the_dag(tmp_path):
     assert rest["collect"] == m["collect"]
     assert rest["autoencoder_convert"] == pytest.approx(m["autoencoder_convert"] + m["verify_autoencoder"] + m["collect"])
     assert rest["synth"] == max(rest.values())
+
+
+def test_build_many_refuses_two_profiles_of_one_name(tmp_path, caplog):
+    from pipeline import many
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        write_profile(d, "same", SYNTHETIC)
+    assert many.main([a / "same.toml", b / "same.toml"]) == 2
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("error:")]
+    assert "same name (same)" in line
