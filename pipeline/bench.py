@@ -4,8 +4,8 @@ No-op doit time, XXH3 checker vs doit's MD5Checker on a 1 GiB file, full build t
 default command (plain doit, a fresh copy of the profile), peak stage memory and peak memory of
 all processes together, `doit cache_push` of that build into a loopback SeaweedFS cache, a
 fresh checkout restoring everything from that cache, the default profile on a 2-worker Dask
-LocalCluster vs serial, bundle latency per stage vs PyTorch, every decoder precision's load /
-first / warm latency and SNR vs PyTorch, artifact sizes."""
+LocalCluster vs serial, bundle latency per stage vs PyTorch, every bundled model's load / first /
+warm invoke (decoders also vs PyTorch: ratio, SNR), artifact sizes."""
 import json
 import logging
 import os
@@ -181,44 +181,48 @@ def latency(profile_path: Path, threads=2) -> dict:
 STAGES = ("conditioners", "dit_step", "decoder", "end_to_end")
 
 
-def decoder_latency(profile_path: Path, threads=2, warm_runs=3) -> dict:
-    """Every decoder of the bundle (one per precision) on one fixed unit-variance latent: load,
-    first invoke and warm invoke (median of `warm_runs` more) in seconds, the size, and the audio
-    SNR against the PyTorch decoder, whose warm time (same latent and threads) gives the ratios."""
+def model_latency(profile_path: Path, threads=2, warm_runs=3) -> dict:
+    """Every model of the bundle in a fresh interpreter: load, first invoke and warm invoke (median
+    of `warm_runs` more) in seconds, on seeded inputs of its signature (floats unit-variance, ints
+    1), and its size. Every decoder precision also runs on the same latent as the PyTorch decoder
+    (same threads): warm ratio and audio SNR against it."""
     import numpy as np
     import torch
     from runtime.litert import Model
     from stages.autoencoder_reauthor import build
     from .parity import metrics
     torch.set_num_threads(threads)
-    bundle = load_profile(profile_path).out / "bundle"
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    model, example = build(load_profile(profile_path).out / "shards" / "decoder.safetensors")
-    latent = np.random.default_rng(7).standard_normal(example["latent"].shape).astype(np.float32)
+    out_dir = load_profile(profile_path).out
+    manifest = json.loads((out_dir / "bundle" / "manifest.json").read_text())
+    model, example = build(out_dir / "shards" / "decoder.safetensors")
+    rng = np.random.default_rng(7)
+    latent = rng.standard_normal(example["latent"].shape).astype(np.float32)
     with torch.no_grad():
-        ref, torch_s = None, []
+        torch_s = []
         for _ in range(1 + warm_runs):
             t0 = time.perf_counter()
             ref = model(torch.from_numpy(latent)).numpy()
             torch_s.append(time.perf_counter() - t0)
-    out = {"pytorch_warm_s": statistics.median(torch_s[1:]), "decoders": {}}
+    result = {"pytorch_decoder_warm_s": statistics.median(torch_s[1:]), "models": {}}
     for name, m in manifest["models"].items():
-        if not name.startswith("autoencoder_"):
-            continue
+        feed = {i["name"]: (rng.standard_normal(i["shape"]) if "float" in i["dtype"] else np.ones(i["shape"]))
+                .astype(i["dtype"]) for i in m["inputs"]}
+        if name.startswith("autoencoder_"):
+            feed = {"latent": latent}
         t0 = time.perf_counter()
-        lite = Model(bundle / name, threads)
-        load = time.perf_counter() - t0
-        runs = []
+        lite = Model(out_dir / "bundle" / name, threads)
+        row, runs = {"precision": m.get("precision"), "bytes": manifest["files"][name]["bytes"],
+                     "load_s": time.perf_counter() - t0}, []
         for _ in range(1 + warm_runs):
             t0 = time.perf_counter()
-            (audio,) = lite(latent=latent).values()
+            got = lite(**feed)
             runs.append(time.perf_counter() - t0)
-        warm = statistics.median(runs[1:])
-        out["decoders"][name] = {"precision": m.get("precision"), "bytes": manifest["files"][name]["bytes"],
-                                 "load_s": load, "first_s": runs[0], "warm_s": warm,
-                                 "warm_over_pytorch": warm / out["pytorch_warm_s"],
-                                 "snr_db_vs_pytorch": metrics(ref, audio)["snr_db"]}
-    return out
+        row.update(first_s=runs[0], warm_s=statistics.median(runs[1:]))
+        if name.startswith("autoencoder_"):
+            row.update(warm_over_pytorch=row["warm_s"] / result["pytorch_decoder_warm_s"],
+                       snr_db_vs_pytorch=metrics(ref, next(iter(got.values())))["snr_db"])
+        result["models"][name] = row
+    return result
 
 
 def main(argv):
@@ -258,7 +262,7 @@ def main(argv):
                   "parity": {r.stem: {c["check"]: c["value"] for c in json.loads(r.read_text())["checks"]}
                              for r in sorted((bench.out / "reports").glob("parity_*.json"))},
                   "latency": latency(copy),
-                  "decoder_precisions": decoder_latency(copy),
+                  "models": model_latency(copy),
                   "sizes_bytes": {**{k: v["bytes"] for k, v in
                                      json.loads((bench.out / "bundle" / "manifest.json").read_text())["files"].items()},
                                   "dit_float32.tflite (not bundled)": (bench.out / "dit" / "dit_float32.tflite").stat().st_size}}
@@ -289,10 +293,12 @@ def main(argv):
              "{bundle_equal}".format(**result["cache_restore"]))]
     rows += [(f"{k} LiteRT / PyTorch", f"{lat['litert_s'][k] * 1e3:.1f} / {lat['pytorch_s'][k] * 1e3:.1f} ms "
               f"= {lat['litert_over_pytorch'][k]:.2f}") for k in STAGES]
-    dec = result["decoder_precisions"]
-    rows += [(f"decoder {v['precision']} ({k}) load / first / warm", f"{v['load_s']:.2f} / {v['first_s']:.2f} / "
-              f"{v['warm_s']:.2f} s = {v['warm_over_pytorch']:.2f} of PyTorch {dec['pytorch_warm_s']:.2f} s, "
-              f"SNR {v['snr_db_vs_pytorch']:.1f} dB, {v['bytes'] / 1e6:.1f} MB") for k, v in dec["decoders"].items()]
+    mod = result["models"]
+    rows += [(f"{k} ({v['precision']}) load / first / warm", f"{v['load_s']:.2f} / {v['first_s']:.3f} / "
+              f"{v['warm_s']:.3f} s, {v['bytes'] / 1e6:.1f} MB" + (
+                  f"; {v['warm_over_pytorch']:.2f} of PyTorch {mod['pytorch_decoder_warm_s']:.2f} s, "
+                  f"SNR {v['snr_db_vs_pytorch']:.1f} dB" if "snr_db_vs_pytorch" in v else ""))
+             for k, v in mod["models"].items()]
     rows += [(f"stage {k}", f"{v['seconds']:.1f} s, peak {v['peak_rss_mb']} MB") for k, v in b["stages"].items()]
     rows += [(f"{r[7:]}: {k}", f"{v:.4g}") for r, checks in result["parity"].items() for k, v in checks.items()]
     rows += [(f"size {k}", f"{v / 1e6:.2f} MB") for k, v in result["sizes_bytes"].items()]

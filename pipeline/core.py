@@ -28,8 +28,8 @@ class KeyUnchanged:
 def run_stage(stage: Stage, profile: Profile):
     """doit action: restore the stage from the cache, or run it — on a Dask worker
     (pipeline/executor.py) or here in its own process (heavy imports, memory, global side effects
-    stay there) once a core and the memory it needs are free — and upload the result. The child writes the
-    per-task log; its console lines are progress only. Returns the stage key doit saves."""
+    stay there) once a core and the memory it needs are free — and upload the result. The child
+    writes the per-task log; its console lines are progress only. Returns the stage key doit saves."""
     cache = cache_mod.for_profile(profile)
     depfile = keys.depfile(profile.out, stage.name)
     inputs = {role: file_digest(p) for role, p in stage.inputs.items()} if cache.readable else {}

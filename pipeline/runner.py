@@ -47,7 +47,7 @@ def run(profile_path: str, name: str) -> int:
 
 
 def run_job(job_path: str) -> int:
-    job = json.loads(open(job_path).read())
+    job = json.loads(Path(job_path).read_text())
     opened = _record_opens()
     paths = {k: {role: Path(p) for role, p in job[k].items()} for k in ("inputs", "outputs")}
     stage = Stage(job["stage"], "", job["module"], config=job["config"], **paths)
