@@ -98,7 +98,7 @@ class Cache:
     def upload(self, stage, code: list[str], inputs: dict[str, str]):
         try:
             log_file = self.profile.out / "logs" / f"{stage.name}.log"
-            sent = publish(self.store(), stage, code, inputs, log_file, replace=self.bad)[1]
+            sent = publish(self.store(), stage, code, inputs, log_file, replace=self.bad)
         except Exception as e:  # noqa: BLE001
             self._fail(e)
             return
@@ -225,9 +225,9 @@ def find(store: Store, stage, code: list[str], inputs: dict[str, str]) -> tuple[
     return None
 
 
-def publish(store: Store, stage, code: list[str], inputs: dict[str, str], log_file, replace=()) -> tuple[str, int]:
+def publish(store: Store, stage, code: list[str], inputs: dict[str, str], log_file, replace=()) -> int:
     """Upload a stage's outputs and log: blobs first (create-only; digests in `replace` are
-    re-uploaded), then the deps list, then the action entry, last. Returns (key, bytes sent)."""
+    re-uploaded), then the deps list, then the action entry, last. Returns the bytes sent."""
     key = keys.action_key(stage, code, inputs)
     files = {**stage.outputs, "log": log_file}
     entry_files, sent = {}, 0
@@ -244,7 +244,7 @@ def publish(store: Store, stage, code: list[str], inputs: dict[str, str], log_fi
         "code": keys.code_digests(code), "toolchain": toolchain.versions(stage.tools),
         "host": {"platform": platform.platform(), "python": platform.python_version(), "node": platform.node()},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    return key, sent
+    return sent
 
 
 _caches: dict[str, Cache] = {}

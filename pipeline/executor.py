@@ -85,7 +85,7 @@ class Remote:
             log.info("  %s: submitted to %s (MEM %.1f GB)", stage.name, self.address, need / 1e9)
             result = future.result()
         except worker.StageFailed as e:
-            return self._failed(stage, *e.args)
+            return self._failed(stage, cache, *e.args)
         except worker.KeyMismatch as e:
             log.error("error: %s", e)
             return TaskFailed(str(e))
@@ -98,7 +98,7 @@ class Remote:
         ran_on = result["worker"] if result["executed"] else None
         if cache.restore(stage, result["code"], inputs, ran_on=ran_on):
             return True
-        differ = [f for f, d in keys.code_digests(result["code"]).items() if d != result.get("digests", {}).get(f, d)]
+        differ = [f for f, d in keys.code_digests(result["code"]).items() if d != result["digests"].get(f, d)]
         log.warning("warning: executor: %s: the worker's result could not be restored here%s; running it here",
                     stage.name, f" (code differs: {', '.join(differ)})" if differ else "")
         return None
@@ -115,7 +115,7 @@ class Remote:
             "outputs": {role: p.name for role, p in stage.outputs.items()},
             "cache": {"url": cache.cfg.url, "options": cache.cfg.options}}
 
-    def _failed(self, stage, line: str, log_digest: str | None) -> TaskFailed:
+    def _failed(self, stage, cache, line: str, log_digest: str | None) -> TaskFailed:
         for role, path in stage.inputs.items():
             line = line.replace("{%s}" % role, str(path))
         line = line.replace("{profile}", str(self.profile.path))
@@ -123,11 +123,11 @@ class Remote:
         if log_digest:
             try:
                 log_file.parent.mkdir(parents=True, exist_ok=True)
-                cache_mod.for_profile(self.profile).store().get_blob(log_digest, log_file)
+                cache.store().get_blob(log_digest, log_file)
             except Exception:  # noqa: BLE001 - the error line is what matters
                 pass
         log.error("%s", line)
-        cache_mod.for_profile(self.profile).ran(stage.name, "failed")
+        cache.ran(stage.name, "failed")
         return TaskFailed(f"stage '{stage.name}' failed on a worker; log: {log_file}")
 
     def _fail(self, e: Exception):

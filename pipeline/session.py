@@ -21,9 +21,10 @@ def open_profile(path) -> Profile:
     try:
         profile = load_profile(path)
         cache.settings(profile)  # a bad [cache] section or $SAO_LITERT_CACHE_MODE fails here
-        executor.settings(profile)  # … a Dask executor without a cache here
-        if _command() not in _NO_BUILD:
-            executor.connect(profile)  # … and an unreachable scheduler here, before any work
+        if _command() in _NO_BUILD:
+            executor.settings(profile)  # … a Dask executor without a cache here
+        else:
+            executor.connect(profile)  # … the same, and an unreachable scheduler, before any work
     except InputError as e:
         sys.stderr.write(f"error: {e}\n")
         sys.exit(InputError.exit_code)
