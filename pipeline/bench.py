@@ -181,6 +181,29 @@ def latency(profile_path: Path, threads=2) -> dict:
 STAGES = ("conditioners", "dit_step", "decoder", "end_to_end")
 
 
+def first_generation(profile_path: Path, threads=2) -> dict:
+    """`sao-litert generate … --reference` in a fresh process, as a user runs it: LiteRT and PyTorch
+    seconds from process start to audio (load + every first call), without the bundle's XNNPACK
+    weight cache and then with it (the second start), and their ratios."""
+    from runtime.generate import WEIGHT_CACHE
+    bundle = load_profile(profile_path).out / "bundle"
+    shutil.rmtree(bundle / WEIGHT_CACHE, ignore_errors=True)
+    result = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in ("no_weight_cache", "weight_cache"):
+            report = Path(tmp) / f"{run}.json"
+            subprocess.run([sys.executable, "-m", "runtime.cli", "generate", "--bundle", str(bundle), "--prompt",
+                            "warm analog synth pad", "--threads", str(threads), "--out", str(Path(tmp) / "x.wav"),
+                            "--reference", str(profile_path), "--report", str(report)],
+                           cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+            r = json.loads(report.read_text())
+            lite, ref = (sum(t[k] for k in ("load", "conditioners", "dit_total", "decoder"))
+                         for t in (r["times_s"], r["reference_times_s"]))
+            result[run] = {"litert_s": lite, "pytorch_s": ref, "litert_over_pytorch": lite / ref,
+                           "snr_db": r["snr_db"], "litert_times_s": r["times_s"]}
+    return result
+
+
 def model_latency(profile_path: Path, threads=2, warm_runs=3) -> dict:
     """Every model of the bundle in a fresh interpreter: load, first invoke and warm invoke (median
     of `warm_runs` more) in seconds, on seeded inputs of its signature (floats unit-variance, ints
@@ -209,15 +232,22 @@ def model_latency(profile_path: Path, threads=2, warm_runs=3) -> dict:
                 .astype(i["dtype"]) for i in m["inputs"]}
         if name.startswith("autoencoder_"):
             feed = {"latent": latent}
-        t0 = time.perf_counter()
-        lite = Model(out_dir / "bundle" / name, threads)
-        row, runs = {"precision": m.get("precision"), "bytes": manifest["files"][name]["bytes"],
-                     "load_s": time.perf_counter() - t0}, []
-        for _ in range(1 + warm_runs):
-            t0 = time.perf_counter()
-            got = lite(**feed)
-            runs.append(time.perf_counter() - t0)
-        row.update(first_s=runs[0], warm_s=statistics.median(runs[1:]))
+        row = {"precision": m.get("precision"), "bytes": manifest["files"][name]["bytes"]}
+        with tempfile.TemporaryDirectory() as cache:
+            # Interpreter; then CompiledModel packing its weight cache; then one mapping it.
+            for how, folder in (("", None), ("cache_written_", cache), ("cache_read_", cache)):
+                t0 = time.perf_counter()
+                lite = Model(out_dir / "bundle" / name, threads, folder and Path(folder),
+                             manifest["files"][name]["xxh3_128"])
+                load, runs = time.perf_counter() - t0, []
+                if folder and lite.compiled is None:
+                    break  # CompiledModel cannot take this model's inputs: the Interpreter runs it
+                for _ in range(1 + (warm_runs if not how else 1)):
+                    t0 = time.perf_counter()
+                    got = lite(**feed)
+                    runs.append(time.perf_counter() - t0)
+                row.update({f"{how}load_s": load, f"{how}first_s": runs[0]})
+                row.update({} if how else {"warm_s": statistics.median(runs[1:])})
         if name.startswith("autoencoder_"):
             row.update(warm_over_pytorch=row["warm_s"] / result["pytorch_decoder_warm_s"],
                        snr_db_vs_pytorch=metrics(ref, next(iter(got.values())))["snr_db"])
@@ -262,6 +292,7 @@ def main(argv):
                   "parity": {r.stem: {c["check"]: c["value"] for c in json.loads(r.read_text())["checks"]}
                              for r in sorted((bench.out / "reports").glob("parity_*.json"))},
                   "latency": latency(copy),
+                  "first_generation": first_generation(copy),
                   "models": model_latency(copy),
                   "sizes_bytes": {**{k: v["bytes"] for k, v in
                                      json.loads((bench.out / "bundle" / "manifest.json").read_text())["files"].items()},
@@ -293,9 +324,14 @@ def main(argv):
              "{bundle_equal}".format(**result["cache_restore"]))]
     rows += [(f"{k} LiteRT / PyTorch", f"{lat['litert_s'][k] * 1e3:.1f} / {lat['pytorch_s'][k] * 1e3:.1f} ms "
               f"= {lat['litert_over_pytorch'][k]:.2f}") for k in STAGES]
+    rows += [(f"first generation in a fresh process, {k}", "LiteRT {litert_s:.2f} s / PyTorch {pytorch_s:.2f} s = "
+              "{litert_over_pytorch:.2f}; latent SNR {snr_db[latent]:.1f} dB".format(**v))
+             for k, v in result["first_generation"].items()]
     mod = result["models"]
     rows += [(f"{k} ({v['precision']}) load / first / warm", f"{v['load_s']:.2f} / {v['first_s']:.3f} / "
               f"{v['warm_s']:.3f} s, {v['bytes'] / 1e6:.1f} MB" + (
+                  f"; with its weight cache load + first {v['cache_read_load_s'] + v['cache_read_first_s']:.3f} s"
+                  if "cache_read_load_s" in v else "") + (
                   f"; {v['warm_over_pytorch']:.2f} of PyTorch {mod['pytorch_decoder_warm_s']:.2f} s, "
                   f"SNR {v['snr_db_vs_pytorch']:.1f} dB" if "snr_db_vs_pytorch" in v else ""))
              for k, v in mod["models"].items()]

@@ -27,9 +27,9 @@ MEASURED = {
     "verify_conditioners": (429, 2107, 4.9),
     "dit_reauthor": (364, 3793, 22.2), "dit_convert": (662, 7049, 57.7), "dit_quantize": (93, 2360, 3.6),
     "verify_dit": (274, 4928, 14.2),
-    "autoencoder_reauthor": (366, 1196, 7.5), "autoencoder_convert": (675, 4985, 120.9),
-    "autoencoder_quantize": (100, 820, 2.4),
-    "verify_autoencoder": (293, 2187, 48.0),
+    "autoencoder_reauthor": (376, 1502, 9.0), "autoencoder_convert": (663, 2488, 18.1),
+    "autoencoder_quantize": (100, 591, 0.8),
+    "verify_autoencoder": (293, 3278, 76.2),
     "collect": (93, 252, 1.3),
 }
 _LARGEST = tuple(max(v[i] for v in MEASURED.values()) for i in range(3))  # a stage not measured yet

@@ -12,6 +12,8 @@ from .litert import Model
 from .tokenizer import Tokenizer
 
 log = logging.getLogger("sao.generate")
+# XNNPACK weight caches of this machine (runtime/litert.py): beside the models, not in the manifest.
+WEIGHT_CACHE = ".xnnpack_cache"
 
 
 class BundleError(Exception):
@@ -76,9 +78,11 @@ def generate(bundle, req: Request, noise=None, manifest=None) -> tuple[np.ndarra
     check(req, tok)
     times = {}
     t0 = time.perf_counter()
-    cond_model = Model(bundle / "conditioners_float32.tflite", req.threads)
-    dit = Model(bundle / "dit_model.tflite", req.threads)
-    decoder = Model(bundle / decoder_file(manifest, req.decoder), req.threads)
+
+    def model(name):
+        return Model(bundle / name, req.threads, bundle / WEIGHT_CACHE, manifest["files"][name]["xxh3_128"])
+    cond_model, dit, decoder = (model(n) for n in ("conditioners_float32.tflite", "dit_model.tflite",
+                                                   decoder_file(manifest, req.decoder)))
     times["load"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

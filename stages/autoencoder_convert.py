@@ -1,5 +1,5 @@
-"""Stage `autoencoder_convert`: decoder.pt2 → autoencoder_model.tflite (float32; int8 fails on
-the transposed convs, toolchain.md). Input latent [1,C,T], output audio [1,2,2048·T]."""
+"""Stage `autoencoder_convert`: decoder.pt2 → autoencoder_model.tflite (float32). Input latent
+[1,C,T], output audio [1,2,2048·T]; inside, channels-last CONV_2D ops only (stages/models/decoder.py)."""
 import logging
 
 log = logging.getLogger("sao.autoencoder_convert")

@@ -1,11 +1,12 @@
-"""Stage `autoencoder_reauthor`: decoder shard → re-authored decoder → torch.export → decoder.pt2."""
+"""Stage `autoencoder_reauthor`: decoder shard → re-authored decoder → torch.export → decoder.pt2
+(its channels-last form, `ExportDecoder`; `build` returns the faithful module, the reference)."""
 import logging
 
 import torch
 
 from pipeline.config import OobleckDecoderConfig
 from stages.models import layout, shards
-from stages.models.decoder import Decoder
+from stages.models.decoder import Decoder, ExportDecoder
 
 log = logging.getLogger("sao.autoencoder_reauthor")
 
@@ -21,4 +22,5 @@ def build(shard_path):
 
 def run(inputs, outputs, config):
     from pipeline.convert import export_pt2
-    export_pt2(*build(inputs["shard"]), outputs["pt2"], log)
+    model, example = build(inputs["shard"])
+    export_pt2(ExportDecoder(model), example, outputs["pt2"], log)

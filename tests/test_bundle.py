@@ -90,3 +90,37 @@ def test_generate_bad_bundle(default_bundle, tmp_path):
     r = _generate(bundle, "--prompt", "x", out=tmp_path / "a.wav")
     assert r.returncode == 2 and "spiece.model: missing bundle file" in r.stderr
     assert not (tmp_path / "a.wav").exists()
+
+
+def test_xnnpack_weight_cache_beside_the_bundle(default_bundle, tmp_path):
+    """generate packs the DiT's and decoder's weights into per-model XNNPACK cache files beside the
+    models (named by the manifest digest, outside the manifest), maps them on the next start, and
+    survives a garbage cache file and a cache folder it cannot create; the audio never changes."""
+    import shutil
+    bundle = tmp_path / "bundle"
+    shutil.copytree(default_bundle / "bundle", bundle, ignore=shutil.ignore_patterns(".xnnpack_cache"))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    cache = bundle / ".xnnpack_cache"
+    args = ("--prompt", "warm pad", "--seconds", "3", "--seed", "1", "--steps", "2")
+    r = _generate(bundle, *args, out=tmp_path / "1.wav")
+    assert r.returncode == 0, r.stderr
+    assert "INFO: [" not in r.stderr  # LiteRT's runtime chatter is kept off the console
+    want = {f"{n}.{manifest['files'][n]['xxh3_128'][:16]}.xnnpack" for n in ("dit_model.tflite", "autoencoder_model.tflite")}
+    assert {p.name for p in cache.iterdir()} == want  # conditioners: int64 ids, Interpreter, no cache
+    assert set(manifest["files"]) == {p.name for p in bundle.iterdir() if p.is_file()} - {"manifest.json"}
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    r = _generate(bundle, *args, out=tmp_path / "2.wav")
+    assert r.returncode == 0, r.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps  # mapped, not re-packed
+    dit_cache = next(cache.glob("dit_model.tflite.*"))
+    dit_cache.write_bytes(b"garbage")
+    r = _generate(bundle, *args, out=tmp_path / "3.wav")
+    assert r.returncode == 0, r.stderr
+    assert dit_cache.stat().st_size > 1000  # re-packed
+    shutil.rmtree(cache)
+    cache.write_text("not a folder")
+    r = _generate(bundle, *args, out=tmp_path / "4.wav")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("runs without a weight cache") == 2
+    first, *others = (sf.read(str(tmp_path / f"{i}.wav"))[0] for i in range(1, 5))
+    assert np.abs(first).max() > 1e-3 and all(np.array_equal(first, o) for o in others)

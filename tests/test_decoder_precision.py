@@ -22,6 +22,15 @@ def _generate(bundle, out, *args):
                           cwd=REPO, capture_output=True, text=True)
 
 
+def _ops(path):
+    """(op name, dtype of its second input: a conv's filter) of every op in the file."""
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=str(path))
+    dtypes = {t["index"]: t["dtype"].__name__ for t in it.get_tensor_details()}
+    return [(d["op_name"], dtypes.get(d["inputs"][1]) if len(d["inputs"]) > 1 else None)
+            for d in it._get_ops_details()]
+
+
 def test_int8_decoder_is_built_gated_bundled_and_selectable(scratch_profile, tmp_path):
     profile = scratch_profile(BODY + 'app = "dynamic_int8"\n')
     doit(profile=profile)
@@ -35,6 +44,14 @@ def test_int8_decoder_is_built_gated_bundled_and_selectable(scratch_profile, tmp
     assert (bundle / "autoencoder_model.tflite").read_bytes() == (out / "autoencoder" / "autoencoder_dynamic_int8.tflite").read_bytes()
     assert (bundle / "autoencoder_float32.tflite").read_bytes() == (out / "autoencoder" / "autoencoder_model.tflite").read_bytes()
     assert manifest["files"]["autoencoder_model.tflite"]["bytes"] < 0.8 * manifest["files"]["autoencoder_float32.tflite"]["bytes"]
+    ops = {q: _ops(out / "autoencoder" / f) for q, f in (("float32", "autoencoder_model.tflite"),
+                                                          ("dynamic_int8", "autoencoder_dynamic_int8.tflite"))}
+    # channels-last re-author: no TRANSPOSE_CONV, no transpose pair around each conv (only the
+    # graph's input and output), and every conv quantized in the int8 file
+    assert "TRANSPOSE_CONV" not in {o for o, _ in ops["float32"]}
+    assert sum(o == "TRANSPOSE" for o, _ in ops["float32"]) <= 2
+    convs = [w for o, w in ops["dynamic_int8"] if o == "CONV_2D"]
+    assert len(convs) == sum(o == "CONV_2D" for o, _ in ops["float32"]) > 30 and set(convs) == {"int8"}
     report = json.loads((out / "reports" / "parity_autoencoder.json").read_text())
     [int8] = [c for c in report["checks"] if c["check"].startswith("dynamic_int8")]
     assert int8["pass"] and int8["value"] >= 25.0

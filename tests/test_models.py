@@ -12,7 +12,8 @@ from sat_reference import sat
 from stages import synth
 from stages.models import layout
 from stages.models.conditioners import NumberConditioner
-from stages.models.decoder import Decoder
+from stages.models import decoder as decoder_module
+from stages.models.decoder import Decoder, ExportDecoder
 from stages.models.dit import DiT
 
 torch.manual_seed(0)
@@ -97,11 +98,32 @@ def test_decoder_matches_original(name):
     ours.load_state_dict(sd, strict=True)
     z = torch.randn(1, d.latent_dim, cfg.latent_frames)
     with torch.no_grad():
-        want, got = ref(z), ours(z)
-    assert got.shape == (1, 2, cfg.latent_frames * math.prod(d.strides))
+        want, got, exported = ref(z), ours(z), ExportDecoder(ours)(z)
+    assert got.shape == exported.shape == (1, 2, cfg.latent_frames * math.prod(d.strides))
     scale = want.abs().max().item()
     assert scale > 1e-2
     assert _max_abs(got, want) <= 1e-5 * max(1.0, scale)
+    assert _max_abs(exported, want) <= 1e-5 * max(1.0, scale)
+
+
+@pytest.mark.parametrize("strides", [[3, 5, 2], [7, 1, 4]])
+def test_export_decoder_polyphase_matches_original(strides, monkeypatch):
+    """The channels-last, polyphase decoder that is exported equals the original decoder with odd
+    strides too (odd padding), and when its large transposed-conv weights are split into several
+    convs (limit lowered so that the tiny weights split)."""
+    monkeypatch.setattr(decoder_module, "_QUANTIZER_MAX_WEIGHT", 400)
+    d = CONFIGS["tiny"].decoder.model_copy(update=dict(channels=6, c_mults=[1, 2, 3], strides=strides, latent_dim=5))
+    ref = REF.autoencoders.OobleckDecoder(out_channels=2, channels=6, c_mults=d.c_mults, strides=strides,
+                                          latent_dim=5, use_snake=True, final_tanh=False).eval().double()
+    ref.load_state_dict(_weights(layout.decoder(d), seed=4), strict=True)
+    dec = Decoder(d).double().eval()
+    dec.load_state_dict(ref.state_dict(), strict=True)
+    ours = ExportDecoder(dec)  # takes its export weights from the loaded decoder
+    z = torch.randn(1, 5, 7, dtype=torch.float64)
+    with torch.no_grad():
+        want, got = ref(z), ours(z)
+    assert got.shape == want.shape  # odd strides crop unevenly: not 7·∏strides
+    assert want.abs().max() > 1e-2 and _max_abs(got, want) <= 1e-10
 
 
 def test_number_conditioner_matches_original():
