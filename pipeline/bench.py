@@ -237,8 +237,8 @@ def model_latency(profile_path: Path, threads=2, warm_runs=3) -> dict:
             # Interpreter; then CompiledModel packing its weight cache; then one mapping it.
             for how, folder in (("", None), ("cache_written_", cache), ("cache_read_", cache)):
                 t0 = time.perf_counter()
-                lite = Model(out_dir / "bundle" / name, threads, folder and Path(folder),
-                             manifest["files"][name]["xxh3_128"])
+                lite = Model(out_dir / "bundle" / name, threads,
+                             folder and (Path(folder), manifest["files"][name]["xxh3_128"]))
                 load, runs = time.perf_counter() - t0, []
                 if folder and lite.compiled is None:
                     break  # CompiledModel cannot take this model's inputs: the Interpreter runs it

@@ -20,7 +20,8 @@ from .dag import stages
 
 log = logging.getLogger("sao.resources")
 
-# stage → (peak RSS MB tiny preset, peak RSS MB real size, seconds real size), measured alone.
+# stage → (peak RSS MB tiny preset, peak RSS MB real size, seconds real size), from `./dev bench`
+# (the autoencoder rows from a parallel plain-doit build, where stages share the 2 cores).
 MEASURED = {
     "synth": (411, 2814, 22.8), "checkpoint": (242, 1838, 6.3),
     "conditioners_onnx": (432, 2174, 11.3), "conditioners_tflite": (700, 5050, 137.1),

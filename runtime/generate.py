@@ -80,7 +80,7 @@ def generate(bundle, req: Request, noise=None, manifest=None) -> tuple[np.ndarra
     t0 = time.perf_counter()
 
     def model(name):
-        return Model(bundle / name, req.threads, bundle / WEIGHT_CACHE, manifest["files"][name]["xxh3_128"])
+        return Model(bundle / name, req.threads, (bundle / WEIGHT_CACHE, manifest["files"][name]["xxh3_128"]))
     cond_model, dit, decoder = (model(n) for n in ("conditioners_float32.tflite", "dit_model.tflite",
                                                    decoder_file(manifest, req.decoder)))
     times["load"] = time.perf_counter() - t0

@@ -38,7 +38,8 @@ def _quiet_stderr():
 
 
 class Model:
-    def __init__(self, path, threads: int = 2, weight_cache: Path | None = None, digest: str = ""):
+    def __init__(self, path, threads: int = 2, weight_cache: tuple[Path, str] | None = None):
+        """weight_cache: (folder, the file's xxh3_128 from the manifest, which names its cache file)."""
         from ai_edge_litert.interpreter import Interpreter
         self.path = str(path)
         self.interpreter = Interpreter(model_path=self.path, num_threads=threads)
@@ -51,7 +52,7 @@ class Model:
         self.compiled = None
         dtypes = {np.dtype(d["dtype"]) for d in (*self.inputs.values(), *self.outputs.values())}
         if weight_cache is not None and dtypes <= _BUFFER_DTYPES:
-            self.compiled = _compiled(Path(path), threads, Path(weight_cache), digest)
+            self.compiled = _compiled(Path(path), threads, Path(weight_cache[0]), weight_cache[1])
         if self.compiled is not None:  # the interpreter only told us the signature
             self.interpreter = self.runner = None
             self._in = {n: self.compiled.create_input_buffer_by_name(SIGNATURE, n) for n in self.inputs}
@@ -93,9 +94,6 @@ def _compiled(path: Path, threads: int, folder: Path, digest: str):
     from ai_edge_litert.cpu_options import CpuOptions
     from ai_edge_litert.hardware_accelerator import HardwareAccelerator
     from ai_edge_litert.options import Options
-    if not digest:
-        from pipeline.hashing import file_digest  # xxhash only
-        digest = file_digest(path)
     final = folder / f"{path.name}.{digest[:16]}.xnnpack"
     target = final if final.is_file() else final.with_name(f"{final.name}.tmp-{os.getpid()}")
     try:
