@@ -6,6 +6,7 @@ TF, converters) happen only inside stage processes, so a no-op `doit` stays fast
     doit dit_tflite           one target;  doit list;  doit clean
     doit cache_stats          what the shared cache did in the last build
     doit cache_push           upload the whole (up-to-date) build to the shared cache
+    doit fetch                download what a restore left in the cache (all of artifacts/ on disk)
     doit report;  doit graph  reports/index.html;  the DAG picture alone
 """
 import sys
@@ -29,4 +30,5 @@ def task_stages():
     yield session.generate_task(profile)
     yield session.cache_stats_task(profile)
     yield session.cache_push_task(profile, table)
+    yield session.fetch_task(profile)
     yield from session.report_tasks(profile)

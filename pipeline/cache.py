@@ -15,22 +15,25 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 
-from . import atomic, keys, toolchain
+from . import atomic, keys, remote, toolchain
 from .config import CacheSettings, Profile
+from .dag import stages
 from .errors import InputError
-from .hashing import file_digest, remember
+from .hashing import file_digest
 from .store import Store, redact
 
 log = logging.getLogger("sao.cache")
 FORMAT = 1
-_ENV_URL, _ENV_MODE = "SAO_LITERT_CACHE", "SAO_LITERT_CACHE_MODE"
+_ENV_URL, _ENV_MODE, _ENV_DOWNLOAD = "SAO_LITERT_CACHE", "SAO_LITERT_CACHE_MODE", "SAO_LITERT_CACHE_DOWNLOAD"
 _TEST_PAUSE = "SAO_LITERT_CACHE_TEST_PAUSE_S"  # test hook: sleep between blobs and entry (kill test)
 
 
 def settings(profile: Profile) -> CacheSettings:
     """The profile's [cache] section with the environment's overrides: SAO_LITERT_CACHE=URL turns
-    the cache on read-write; SAO_LITERT_CACHE_MODE sets the mode."""
+    the cache on read-write; SAO_LITERT_CACHE_MODE sets the mode, SAO_LITERT_CACHE_DOWNLOAD what
+    a restore downloads."""
     s = profile.cache
     if url := os.environ.get(_ENV_URL):
         s = s.model_copy(update={"url": url, "mode": "read-write"})
@@ -38,6 +41,10 @@ def settings(profile: Profile) -> CacheSettings:
         if mode not in ("read-write", "read", "off"):
             raise InputError(f"${_ENV_MODE}", None, f"'{mode}' is not one of read-write, read, off")
         s = s.model_copy(update={"mode": mode})
+    if download := os.environ.get(_ENV_DOWNLOAD):
+        if download not in ("toplevel", "all"):
+            raise InputError(f"${_ENV_DOWNLOAD}", None, f"'{download}' is not one of toplevel, all")
+        s = s.model_copy(update={"download": download})
     if s.mode != "off" and not s.url:
         raise InputError(profile.path, "cache.url", f"mode '{s.mode}' needs a store URL (or ${_ENV_URL})")
     return s
@@ -56,10 +63,12 @@ class Cache:
         self.bad: set[str] = set()  # blobs found corrupt: replaced on upload
         self._local: dict = {}      # digest → a file restored in this process
         self._uploader = None
+        self._consumed = remote.consumed(stages(profile)) if self.cfg.download == "toplevel" else set()
         # Made at a build's first stage action: the record describes the last build that ran
         # something (a no-op `doit` or `doit report` keeps it).
         self.stats = {"url": redact(self.cfg.url or ""), "mode": self.cfg.mode, "hits": 0, "misses": 0,
-                      "bytes_down": 0, "bytes_up": 0, "stages": {}, "times": {}, "warnings": []}
+                      "bytes_down": 0, "bytes_up": 0, "bytes_left_in_cache": 0,
+                      "stages": {}, "times": {}, "warnings": []}
         self._save()
 
     @property
@@ -98,7 +107,8 @@ class Cache:
     def upload(self, stage, code: list[str], inputs: dict[str, str]):
         try:
             log_file = self.profile.out / "logs" / f"{stage.name}.log"
-            sent = publish(self.store(), stage, code, inputs, log_file, replace=self.bad)
+            sent = publish(self.store(), stage, code, inputs, log_file, remote.registry(self.profile.out),
+                           replace=self.bad)
         except Exception as e:  # noqa: BLE001
             self._fail(e)
             return
@@ -122,9 +132,20 @@ class Cache:
             code = list(entry["code"])
         except (KeyError, TypeError):
             return self._unusable(stage, f"entry ac/{key}.json is malformed")
-        tmps, size = {}, 0
+        reg = remote.registry(self.profile.out)
+        here = {role for role, (blob, path) in want.items() if _holds(path, blob)}
+        # Toplevel: what another stage reads stays in the store until a stage that runs needs it.
+        keep = {role for role, (_, path) in want.items() if path in self._consumed} - here
+        tmps, size, left = {}, 0, 0
         try:
             for role, (blob, path) in want.items():
+                if role in here:
+                    continue
+                if role in keep:
+                    if store.blob_size(blob["digest"]) != blob["size"]:
+                        return self._unusable(stage, f"blob {blob['digest']} ({role}) is missing")
+                    left += blob["size"]
+                    continue
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmps[role] = tmp = atomic.tmp_path(path)
                 try:
@@ -136,20 +157,56 @@ class Cache:
                     return self._unusable(stage, f"blob {blob['digest']} ({role}) is corrupt")
                 size += blob["size"]
             for role, (blob, path) in want.items():
-                atomic.commit(tmps[role], path)
-                remember(path, blob["digest"])
+                if role in keep:
+                    path.unlink(missing_ok=True)  # another build's file; the record says what is there
+                    reg.add(path, blob["digest"], blob["size"])
+                    continue
+                if role in tmps:
+                    remote.commit_fetched(tmps[role], path, blob["digest"], reg)
+                reg.drop([path])
                 self._local[blob["digest"]] = path
             keys.write_depfile(keys.depfile(self.profile.out, stage.name), code)
         finally:
             for tmp in tmps.values():
                 tmp.unlink(missing_ok=True)
         secs = time.perf_counter() - t0
+        kept = f"; {left / 1e6:.1f} MB left in the cache" if left else ""
+        with self._lock:
+            self.stats["bytes_left_in_cache"] += left
         if ran_on:
-            log.info("  %s: ran on %s; fetched %.1f MB in %.1f s", stage.name, ran_on, size / 1e6, secs)
+            log.info("  %s: ran on %s; fetched %.1f MB in %.1f s%s", stage.name, ran_on, size / 1e6, secs, kept)
             self.ran(stage.name, f"ran on {ran_on}")
         else:
-            log.info("  %s: restored from cache (%.1f MB, %.1f s)", stage.name, size / 1e6, secs)
+            log.info("  %s: restored from cache (%.1f MB, %.1f s%s)", stage.name, size / 1e6, secs, kept)
             self._record(stage.name, "hit")
+        return True
+
+    def fetch(self, stage, path, rec: dict) -> bool:
+        """One file this build kept in the store, downloaded into place and verified. False (with
+        a warning when the store misbehaved) when the cache cannot give it."""
+        digest = rec["digest"]
+        if not self.readable or digest in self.bad:
+            return False
+        t0, tmp = time.perf_counter(), atomic.tmp_path(path)
+        try:
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            got = self._get_blob(self.store(), digest, tmp)
+            if got != digest:
+                self.bad.add(digest)
+                self._warn(f"cache: {stage.name}: blob {digest} ({Path(path).name}) is corrupt")
+                return False
+            remote.commit_fetched(tmp, Path(path), digest, remote.registry(self.profile.out))
+        except FileNotFoundError:
+            self._warn(f"cache: {stage.name}: blob {digest} ({Path(path).name}) is missing")
+            return False
+        except Exception as e:  # noqa: BLE001 - the store failed
+            self._fail(e)
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._local[digest] = Path(path)
+        log.info("  %s: fetched %s from the cache (%.1f MB, %.1f s)", stage.name, Path(path).name,
+                 rec["size"] / 1e6, time.perf_counter() - t0)
         return True
 
     def _get_blob(self, store, digest: str, dst) -> str:
@@ -212,6 +269,11 @@ class Cache:
         atomic.write_json(stats_path(self.profile), self.stats)
 
 
+def _holds(path, blob: dict) -> bool:
+    """The file is already on disk with the blob's bytes."""
+    return path.is_file() and path.stat().st_size == blob["size"] and file_digest(path) == blob["digest"]
+
+
 def find(store: Store, stage, code: list[str], inputs: dict[str, str]) -> tuple[str, dict] | None:
     """(key, action entry) of an earlier identical run. The key hashes `code` as this checkout has
     it, or, for a stage never run here, the file list its producer recorded (`deps/`)."""
@@ -225,13 +287,19 @@ def find(store: Store, stage, code: list[str], inputs: dict[str, str]) -> tuple[
     return None
 
 
-def publish(store: Store, stage, code: list[str], inputs: dict[str, str], log_file, replace=()) -> int:
+def publish(store: Store, stage, code: list[str], inputs: dict[str, str], log_file, reg=None, replace=()) -> int:
     """Upload a stage's outputs and log: blobs first (create-only; digests in `replace` are
-    re-uploaded), then the deps list, then the action entry, last. Returns the bytes sent."""
+    re-uploaded; the files `reg` says a restore left in the store are not on disk), then the deps
+    list, then the action entry, last. Returns the bytes sent."""
     key = keys.action_key(stage, code, inputs)
     files = {**stage.outputs, "log": log_file}
     entry_files, sent = {}, 0
     for role, path in files.items():
+        if reg and (rec := reg.get(path)):  # kept in the store: the blob must be there already
+            if store.blob_size(rec["digest"]) != rec["size"]:
+                raise FileNotFoundError(f"{path} is not on disk and its blob is not in this store")
+            entry_files[role] = rec
+            continue
         digest = file_digest(path)
         sent += store.put_blob(path, digest, replace=digest in replace)
         entry_files[role] = {"digest": digest, "size": os.path.getsize(path)}

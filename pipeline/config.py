@@ -268,14 +268,14 @@ DecoderPrecision = Literal["float32", "dynamic_int8"]
 
 class AutoencoderSettings(_Strict):
     # Decoder files built and bundled. float32 is always built (the others are quantized from
-    # it); dynamic_int8: int8 weights and int8 compute on the CONV_2D ops (stages/autoencoder_quantize).
+    # it); dynamic_int8: int8 weights and compute on every conv (stages/autoencoder_quantize).
     precisions: list[DecoderPrecision] = ["float32"]
     app: DecoderPrecision = "float32"  # the one that becomes the bundle's autoencoder_model.tflite
     max_rel_fp32: float = 1e-4
     # Used only when the fp32 reference itself differs from fp64 by more than max_rel_fp32.
     min_snr_db: float = 60.0
     # dynamic_int8 vs the PyTorch decoder (audio SNR, worst of the fixed latents). Measured:
-    # 31.3 dB at real size against the fp32 file (random weights).
+    # 31.1 dB at real size (random weights).
     min_snr_int8_db: float = 25.0
 
     @model_validator(mode="after")
@@ -291,6 +291,10 @@ class CacheSettings(_Strict):
     """The shared build cache (pipeline/cache.py). Not part of any stage's key."""
     url: str | None = None  # any fsspec URL: file:///mnt/cache, s3://bucket/prefix, gs://…
     mode: Literal["read-write", "read", "off"] = "off"
+    # What a restore downloads: "toplevel", only the files no stage reads (bundle, reports, logs),
+    # the others staying in the store until a stage that runs needs them (pipeline/remote.py);
+    # "all", every output.
+    download: Literal["toplevel", "all"] = "toplevel"
     # fsspec storage options, e.g. {endpoint_url = "http://127.0.0.1:8333"} for an S3-compatible
     # store. Credentials belong in the store's own mechanisms (AWS environment/profiles), not here.
     options: dict[str, Any] = {}

@@ -95,7 +95,7 @@ def stages(p: Profile) -> list[Stage]:
               "autoencoder_convert", inputs={"pt2": ae / "decoder.pt2"},
               outputs={"tflite": ae / "autoencoder_model.tflite"},
               tools=(*TORCH, "litert-torch", "ai-edge-litert")),
-        *([Stage("autoencoder_quantize", "Quantize the float decoder: int8 weights and compute on CONV_2D",
+        *([Stage("autoencoder_quantize", "Quantize the float decoder: dynamic int8 on every conv",
                  "autoencoder_quantize", inputs={"tflite": decoders["float32"]},
                  outputs={"tflite": decoders["dynamic_int8"]}, tools=("ai-edge-quantizer", "ai-edge-litert"))]
           if "dynamic_int8" in decoders else []),

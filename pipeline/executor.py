@@ -4,9 +4,9 @@ cluster; `SAO_LITERT_SCHEDULER=tcp://…` selects it for any profile).
 With Dask, a stage action submits one task keyed by the stage's action key (identical work
 submitted twice, by two profiles or two clients, runs once) that asks the workers for the stage's
 memory need as their `MEM` resource. Files move only through the shared cache: the client
-uploads the stage's inputs, the worker (pipeline/worker.py) publishes outputs and log, the client
-restores them, verified, into artifacts/, so doit's state and every local command behave as
-after a local build.
+uploads the stage's inputs (those a restore left in the store are there already), the worker
+(pipeline/worker.py) publishes outputs and log, the client restores them like any cache hit, so
+doit's state and every local command behave as after a local build.
 
 A scheduler that cannot be reached when a build starts is an error. A cluster that fails later
 turns remote execution off for the rest of the build with one warning, and the stages run here:
@@ -18,9 +18,10 @@ import threading
 
 from doit.exceptions import TaskFailed
 
-from . import cache as cache_mod, keys, resources, worker
+from . import cache as cache_mod, keys, remote, resources, worker
 from .config import ExecutorSettings, Profile
 from .errors import InputError
+from .hashing import file_digest
 from .store import redact
 
 log = logging.getLogger("sao.executor")
@@ -76,9 +77,7 @@ class Remote:
                 log.warning("warning: executor: no worker offers MEM >= %.1f GB for %s (largest %.1f GB); "
                             "running it here", need / 1e9, stage.name, largest / 1e9)
                 return None
-            store = cache.store()
-            for role, path in stage.inputs.items():  # create-only: earlier stages' outputs are there
-                store.put_blob(path, inputs[role])
+            self._send_inputs(stage, inputs, cache)
             key = f"sao-litert-{stage.name}-{keys.action_key(stage, code, inputs)}"
             future = self.client.submit(worker.run_stage, self._spec(stage, code, inputs, cache), key=key,
                                         resources={"MEM": need}, retries=0)
@@ -102,6 +101,17 @@ class Remote:
         log.warning("warning: executor: %s: the worker's result could not be restored here%s; running it here",
                     stage.name, f" (code differs: {', '.join(differ)})" if differ else "")
         return None
+
+    def _send_inputs(self, stage, inputs: dict[str, str], cache):
+        """Every input's blob into the store (create-only: earlier stages' outputs are there). A
+        file kept in the cache whose blob has gone is made here first (its digest into `inputs`)."""
+        store, reg = cache.store(), remote.registry(self.profile.out)
+        for role, path in stage.inputs.items():
+            if (rec := reg.get(path)) and store.blob_size(rec["digest"]) == rec["size"]:
+                continue
+            remote.materialize(self.profile, [path], cache)
+            inputs[role] = file_digest(path)
+            store.put_blob(path, inputs[role])
 
     def _spec(self, stage, code, inputs, cache) -> dict:
         """The task's argument: roles, digests and file names, no path of this machine."""

@@ -1,9 +1,8 @@
-"""XXH3-128 content hashes and the doit file checker built on them."""
+"""XXH3-128 content hashes (doit's checker built on them: pipeline/remote.py)."""
 import json
 import os
 
 import xxhash
-from doit.dependency import FileChangedChecker
 
 _CHUNK = 4 << 20
 
@@ -46,21 +45,3 @@ def json_digest(obj) -> str:
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return xxhash.xxh3_128_hexdigest(text.encode())
 
-
-class XXH3Checker(FileChangedChecker):
-    """Like doit's MD5Checker, with XXH3-128: an unchanged mtime means unchanged content; a new
-    mtime with the same size is settled by the content hash, so `touch` rebuilds nothing."""
-
-    def check_modified(self, file_path, file_stat, state):
-        timestamp, size, digest = state
-        if file_stat.st_mtime == timestamp:
-            return False
-        if file_stat.st_size != size:
-            return True
-        return digest != file_digest(file_path)
-
-    def get_state(self, dep, current_state):
-        timestamp = os.path.getmtime(dep)
-        if current_state and current_state[0] == timestamp:
-            return None
-        return timestamp, os.path.getsize(dep), file_digest(dep)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
+from . import remote
 from .atomic import atomic_path, write_bytes
 from .bench import STAGES, stage_figures
 from .cache import stats_path
@@ -164,8 +165,9 @@ def write_report(profile):
     manifest = json.loads((profile.out / "bundle" / "manifest.json").read_text())
     sizes = {k: v["bytes"] for k, v in manifest["files"].items()}
     fp32 = profile.out / "dit" / "dit_float32.tflite"
-    if fp32.is_file():
-        sizes["dit_float32.tflite (not bundled, for comparison)"] = fp32.stat().st_size
+    kept = remote.registry(profile.out).get(fp32)  # left in the cache by a restore
+    if kept or fp32.is_file():
+        sizes["dit_float32.tflite (not bundled, for comparison)"] = kept["size"] if kept else fp32.stat().st_size
     bench_file = out / "bench.json"
     bench = json.loads(bench_file.read_text()) if bench_file.is_file() else None
     cache = json.loads(stats_path(profile).read_text()) if stats_path(profile).is_file() else None

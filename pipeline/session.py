@@ -7,10 +7,9 @@ import logging
 import os
 import sys
 
-from . import cache, executor
+from . import cache, executor, remote
 from .config import Profile, load_profile
 from .errors import InputError
-from .hashing import XXH3Checker
 
 _READ_ONLY = {"list", "info", "help", "dumpdb", "tabcompletion", "cache_stats", "graph"}
 _NO_BUILD = _READ_ONLY | {"clean", "forget", "ignore", "reset-dep"}  # commands that never run a stage
@@ -60,10 +59,11 @@ def _lock(profile: Profile):
 
 
 def doit_config(profile: Profile) -> dict:
+    remote.activate(profile.out)  # the checker sees the files this profile keeps in the cache
     return {
         "dep_file": str(profile.out / ".doit.db"),
         "backend": "sqlite3-durable",    # transactional, committed per task (statedb.py)
-        "check_file_uptodate": XXH3Checker,
+        "check_file_uptodate": remote.XXH3Checker,
         "par_type": "thread",            # actions only wait on stage subprocesses or Dask tasks
         "num_process": _parallelism(profile),
         "verbosity": 2,
@@ -91,8 +91,9 @@ def cache_stats_task(profile: Profile) -> dict:
             log.info("no build of profile '%s' has run yet", profile.name)
             return
         s = json.loads(path.read_text())
-        log.info("cache %s mode %s: %d hits, %d misses, %.1f MB down, %.1f MB up", s["url"] or "(none)",
-                 s["mode"], s["hits"], s["misses"], s["bytes_down"] / 1e6, s["bytes_up"] / 1e6)
+        log.info("cache %s mode %s: %d hits, %d misses, %.1f MB down (%.1f MB more left in the cache), "
+                 "%.1f MB up", s["url"] or "(none)", s["mode"], s["hits"], s["misses"], s["bytes_down"] / 1e6,
+                 s.get("bytes_left_in_cache", 0) / 1e6, s["bytes_up"] / 1e6)
         for stage, outcome in sorted(s["stages"].items()):
             log.info("  %s: %s", stage, outcome)
         for w in s["warnings"]:
@@ -107,19 +108,48 @@ def cache_push_task(profile: Profile, table) -> dict:
     e.g. to seed it from a build made without one. Blobs already there are not sent again."""
     from doit.exceptions import TaskFailed
     from . import keys
-    from .hashing import file_digest
 
     def action():
         c = cache.for_profile(profile)
         if not c.writable:
             return TaskFailed(f"cache_push needs a read-write cache: [cache] in {profile.path} or $SAO_LITERT_CACHE")
+        reg, skipped = remote.registry(profile.out), []
         for stage in table:
-            inputs = {role: file_digest(p) for role, p in stage.inputs.items()}
+            try:  # a file a restore left in another store cannot be pushed without its bytes
+                elsewhere = [p for p in stage.outputs.values() if (rec := reg.get(p))
+                             and c.store().blob_size(rec["digest"]) != rec["size"]]
+            except Exception:  # noqa: BLE001 - the store failed: the upload below says so
+                elsewhere = []
+            if elsewhere:
+                skipped.append(stage.name)
+                continue
+            inputs = {role: remote.digest_of(p, reg) for role, p in stage.inputs.items()}
             c.upload(stage, keys.read_depfile(keys.depfile(profile.out, stage.name)), inputs)
-        if c.stats["warnings"]:
-            return TaskFailed("cache_push: the store failed (see the warning above)")
+            if not c.writable:
+                return TaskFailed("cache_push: the store failed (see the warning above)")
+        if skipped:
+            return TaskFailed(f"cache_push: not pushed: {', '.join(skipped)}: outputs a restore left in another "
+                              "store; run `doit fetch` with that store first, then push again")
 
     return {"basename": "cache_push", "doc": "Upload every stage of the up-to-date build to the shared cache",
+            "actions": [action], "task_dep": ["collect"], "uptodate": [False], "verbosity": 2}
+
+
+def fetch_task(profile: Profile) -> dict:
+    """`doit fetch`: bring the build up to date, then download every file a restore kept in the
+    cache (pipeline/remote.py), so that all of artifacts/<profile>/ is on disk."""
+    from doit.exceptions import TaskFailed
+
+    def action():
+        c = cache.for_profile(profile)
+        paths = remote.registry(profile.out).paths()
+        try:
+            remote.materialize(profile, paths, c)
+        except RuntimeError as e:
+            return TaskFailed(str(e))
+        logging.getLogger("sao.cache").info("%d files on disk that were kept in the cache", len(paths))
+
+    return {"basename": "fetch", "doc": "Download every output a restore left in the cache",
             "actions": [action], "task_dep": ["collect"], "uptodate": [False], "verbosity": 2}
 
 

@@ -27,10 +27,11 @@ OWNED = {"input_onnx_file_path", "onnx_graph", "output_folder_path", "disable_mo
 
 def run(inputs, outputs, config):
     _check_options(config["onnx2tf"])
-    onnx_path = Path(inputs["onnx"])
-    work = onnx_path.parent / "work" / "onnx2tf"
+    work = Path(inputs["onnx"]).parent / "work" / "onnx2tf"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    onnx_path = work / "conditioners.onnx"  # onnx2tf rewrites its input file (simplified): a copy
+    shutil.copyfile(inputs["onnx"], onnx_path)
     options = json.dumps(config["onnx2tf"])
     _child("saved_model", str(onnx_path), str(work), options)
     for precision in ("float32", "float16"):

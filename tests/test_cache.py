@@ -1,6 +1,7 @@
-"""The shared build cache through doit, as two machines would use it: two copies of the repository
-in different folders, each with its own copy of the model, sharing a real S3 server (SeaweedFS on
-loopback). Scenarios a–g of the cache issue; the tests share state and run in file order."""
+"""The shared build cache through doit, as machines would use it: copies of the repository in
+different folders, each with its own copy of the model, sharing a real S3 server (SeaweedFS on
+loopback). Scenarios a–g of the cache issue; the tests share state and run in file order.
+Restores keep what only other stages read in the store (`download = "toplevel"`, the default)."""
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ def world(tmp_path_factory, default_build):
     tmp = tmp_path_factory.mktemp("cache")
     server = SeaweedS3(tmp / "s3").start()
     machines = {}
-    for name in ("one", "two"):
+    for name in ("one", "two", "three"):
         model = tmp / f"model_{name}"
         shutil.copytree(default_build / "inputs", model)
         clone = checkout(tmp / name / "sao-litert")
@@ -55,6 +56,11 @@ def warnings(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("warning:")]
 
 
+def kept(world, machine) -> dict:
+    """Files a restore left in the store: path under the profile's folder → digest, size."""
+    return json.loads((world[machine]["out"] / ".remote.json").read_text())
+
+
 def test_a_second_machine_restores_everything(world):
     first = build(world, "one").stdout
     ran = executed(first)
@@ -70,6 +76,12 @@ def test_a_second_machine_restores_everything(world):
     log = "logs/collect.log"  # the stage's own log comes with it
     assert (world["two"]["out"] / log).read_bytes() == (world["one"]["out"] / log).read_bytes()
     assert manifest_files(world, "two") == manifest_files(world, "one")
+    # Only what no stage reads came down: the bundle and the reports; the rest stays in the store.
+    left = kept(world, "two")
+    assert {"dit/dit.pt2", "dit/dit_float32.tflite", "shards/dit.safetensors", "conditioners/conditioners.onnx"} <= set(left)
+    assert not any((world["two"]["out"] / f).exists() for f in left)
+    assert all(left[f]["digest"] == file_digest(world["one"]["out"] / f) for f in left)
+    assert s["bytes_left_in_cache"] == sum(v["size"] for v in left.values())
     assert executed(build(world, "two").stdout) == set()  # restored results are up to date
 
     wav = world["tmp"] / "two.wav"
@@ -96,21 +108,42 @@ def test_b_changed_tensor_built_once_restored_elsewhere(world):
 
 
 def test_c_corrupt_blob_is_detected_rebuilt_and_replaced(world):
-    target = world["one"]["out"] / "dit" / "dit_model.tflite"
-    digest = file_digest(target)
+    """One blob, read twice: by collect's restore (the bundle's copy) and, when collect then builds
+    here, as collect's input that b's restore left in the store. Both reads detect it by hash; the
+    stage that made it runs here again, and its upload replaces the bad blob."""
+    digest = kept(world, "one")["dit/dit_model.tflite"]["digest"]
     fs = world["server"].fs()
     blob = f"{BUCKET}/shared/cas/{digest}"
     fs.pipe_file(blob, b"not a tflite file")
-    target.unlink()
+    (world["one"]["out"] / "bundle" / "dit_model.tflite").unlink()
     out = build(world, "one").stdout
-    assert executed(out) == {"dit_quantize"}
+    assert executed(out) == {"collect"}
     [warning] = warnings(out)
     assert f"blob {digest}" in warning and "corrupt" in warning
-    assert file_digest(target) == digest  # the local build gives the same bytes …
+    assert "dit_quantize: running it here again: dit_model.tflite is not available from the cache" in out
+    assert file_digest(world["one"]["out"] / "dit" / "dit_model.tflite") == digest  # the same bytes …
+    assert manifest_files(world, "one") == manifest_files(world, "two")
     local = world["tmp"] / "blob"
     fs.get_file(blob, str(local))
-    assert file_digest(local) == digest  # … and replaced the bad blob
+    assert file_digest(local) == digest  # … and the bad blob replaced
 
+
+def test_fetch_and_clean_handle_files_left_in_the_store(world):
+    first = build(world, "three").stdout
+    assert first.count("restored from cache") == len(executed(first))
+    left = kept(world, "three")
+    assert left and not any((world["three"]["out"] / f).exists() for f in left)
+    doit("clean", f"profile=profiles/{PROFILE}.toml", cwd=world["three"]["clone"])
+    assert kept(world, "three") == {}  # clean forgets them too: the next build restores again
+    assert build(world, "three").stdout.count("restored from cache") == len(executed(first))
+
+    assert kept(world, "three") == left
+    out = build(world, "three", "fetch").stdout
+    assert executed(out) == {"fetch"}
+    for f, rec in left.items():
+        assert file_digest(world["three"]["out"] / f) == rec["digest"], f
+    assert kept(world, "three") == {}
+    assert executed(build(world, "three").stdout) == set()
 
 def test_d_kill_during_upload_leaves_no_entry(world):
     url, fs = f"s3://{BUCKET}/killed", world["server"].fs()
@@ -169,14 +202,19 @@ def test_g_edited_module_that_no_list_names_changes_the_key(world):
 def test_h_cache_push_seeds_a_store_from_a_finished_build(world):
     url = f"s3://{BUCKET}/pushed"
     before = manifest_files(world, "one")
+    assert "dit/dit.pt2" in kept(world, "one")  # left in the shared store by b's restore …
+    r = build(world, "one", "cache_push", url=url, check=False)
+    assert r.returncode != 0 and "not pushed: dit_reauthor" in r.stdout  # … so not pushable from here
+    assert executed(build(world, "one", "fetch").stdout) == {"fetch"}
     out = build(world, "one", "cache_push", url=url).stdout
     assert executed(out) == {"cache_push"}  # every stage was up to date: nothing rebuilt
     assert stats(world, "one")["bytes_up"] > 0
     doit("clean", f"profile=profiles/{PROFILE}.toml", cwd=world["one"]["clone"])
     assert not (world["one"]["out"] / "bundle" / "manifest.json").exists()
-    out = build(world, "one", url=url).stdout
+    out = build(world, "one", url=url, env={"SAO_LITERT_CACHE_DOWNLOAD": "all"}).stdout
     assert out.count("restored from cache") == len(executed(out)) == 12
     assert manifest_files(world, "one") == before
+    assert kept(world, "one") == {} and (world["one"]["out"] / "dit" / "dit.pt2").is_file()  # all downloaded
 
 
 def test_bad_credentials_build_locally_with_one_warning(world):
@@ -206,3 +244,13 @@ def test_e_stopped_server_builds_locally_with_one_warning(world):
     [warning] = warnings(r.stdout)
     assert "unusable" in warning and "building locally" in warning
     assert time.monotonic() - t0 < 120
+
+    # A stage whose input a restore left in the (now dead) store: that input's stage runs here.
+    assert "conditioners/conditioners.onnx" in kept(world, "two")
+    doit("forget", "conditioners_tflite", f"profile=profiles/{PROFILE}.toml", cwd=world["two"]["clone"])
+    r = build(world, "two")
+    assert executed(r.stdout) == {"conditioners_tflite"}  # same bytes: nothing after it re-runs
+    [warning] = warnings(r.stdout)
+    assert "unusable" in warning
+    assert "conditioners_onnx: running it here again" in r.stdout
+    assert (world["two"]["out"] / "conditioners" / "conditioners.onnx").is_file()
