@@ -22,6 +22,7 @@ from types import SimpleNamespace
 from doit.dependency import FileChangedChecker
 
 from . import atomic
+from .dag import stages
 from .hashing import file_digest, remember
 
 log = logging.getLogger("sao.cache")
@@ -142,7 +143,7 @@ def materialize(profile, paths, cache):
     """Put every recorded file among `paths` on disk: downloaded and verified, or, when the cache
     cannot give it, made again by its stage here. Locks are taken upstream-wards only (a stage's
     producers lie upstream), so doit's threads cannot deadlock here."""
-    from .dag import stages
+    from .core import build_here  # core imports this module
     reg = registry(profile.out)
     table = stages(profile)
     for path in paths:
@@ -158,7 +159,6 @@ def materialize(profile, paths, cache):
             log.info("  %s: running it here again: %s is not available from the cache", producer.name,
                      Path(path).name)
             materialize(profile, producer.inputs.values(), cache)
-            from .core import build_here
             if rc := build_here(producer, profile, cache):
                 raise RuntimeError(f"stage '{producer.name}' failed (exit {rc}) making {path} again; "
                                    f"log: {profile.out / 'logs' / f'{producer.name}.log'}")

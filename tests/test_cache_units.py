@@ -38,6 +38,13 @@ def test_environment_turns_the_cache_on(tmp_path, monkeypatch):
     assert (s.url, s.mode) == ("s3://bucket/prefix", "read-write")
     monkeypatch.setenv("SAO_LITERT_CACHE_MODE", "read")
     assert cache.settings(load_profile(p)).mode == "read"
+    assert cache.settings(load_profile(p)).download == "toplevel"
+    monkeypatch.setenv("SAO_LITERT_CACHE_DOWNLOAD", "all")
+    assert cache.settings(load_profile(p)).download == "all"
+    monkeypatch.setenv("SAO_LITERT_CACHE_DOWNLOAD", "some")
+    with pytest.raises(InputError) as e:
+        cache.settings(load_profile(p))
+    assert e.value.file == "$SAO_LITERT_CACHE_DOWNLOAD" and "'some'" in str(e.value)
 
 
 def test_keys_hold_no_absolute_path(tmp_path):
