@@ -90,9 +90,9 @@ def _record(path) -> dict | None:
     return _active.get(path) if _active is not None else None
 
 
-def digest_of(path, reg: Registry) -> str:
+def digest_of(path, reg: Registry | None) -> str:
     """A file's XXH3-128: its record's when it is kept in the cache, else its bytes'."""
-    rec = reg.get(path)
+    rec = reg.get(path) if reg is not None else None
     return rec["digest"] if rec else file_digest(path)
 
 
@@ -118,8 +118,7 @@ class XXH3Checker(FileChangedChecker):
             return False
         if file_stat.st_size != size:
             return True
-        rec = _record(file_path)
-        return digest != (rec["digest"] if rec else file_digest(file_path))
+        return digest != digest_of(file_path, _active)
 
     def get_state(self, dep, current_state):
         if rec := _record(dep):

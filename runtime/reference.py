@@ -20,7 +20,8 @@ def generate(profile_path, req, noise):
     t0 = time.perf_counter()
     profile = load_profile(profile_path)
     src, shards = source_files(profile), profile.out / "shards"
-    for f in [*(shards / f"{k}.safetensors" for k in ("conditioners", "dit", "decoder")), *(src[k] for k in ("t5_config", "t5_weights", "spiece"))]:
+    for f in [*(shards / f"{k}.safetensors" for k in ("conditioners", "dit", "decoder")),
+              *(src[k] for k in ("t5_config", "t5_weights", "spiece"))]:
         if not f.is_file():
             raise OSError(f"{f}: not on disk (a restore from the build cache keeps it there): run "
                           f"`doit fetch profile={profile_path}`")
