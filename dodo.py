@@ -1,5 +1,5 @@
-"""doit entry point: load the profile, hand the stage table to the core. Heavy imports (torch,
-TF, converters) happen only inside stage processes, so a no-op `doit` stays fast.
+"""doit entry point: load the profile, hand the stage table to the build layer. Heavy imports
+(torch, TF, converters) happen only inside stage processes, so a no-op `doit` stays fast.
 
     doit                      build the embedded default profile
     doit profile=PATH         build another profile (artifacts/<name>/, its own doit state)
@@ -10,12 +10,22 @@ TF, converters) happen only inside stage processes, so a no-op `doit` stays fast
     doit report;  doit graph  reports/index.html;  the DAG picture alone
 """
 import sys
+from pathlib import Path
 
-from doit import get_var
+# The build works in this file's checkout. The `doit` program loads its state-db plugin
+# (pipeline.build.statedb) before this file, from wherever the environment installed `pipeline`
+# (an editable install points at one checkout): forget those modules, so that a second
+# worktree sharing the environment builds with its own code. doit put this folder first on sys.path.
+_here = Path(__file__).resolve().parent
+for _name in [n for n, m in sys.modules.items() if n.split(".")[0] == "pipeline"
+              and not Path(getattr(m, "__file__", None) or _here).resolve().is_relative_to(_here)]:
+    del sys.modules[_name]
 
-from pipeline import session
-from pipeline.dag import ALIASES, stages
-from pipeline.core import to_task
+from doit import get_var  # noqa: E402
+
+from pipeline.build import session  # noqa: E402
+from pipeline.build.tasks import to_task  # noqa: E402
+from pipeline.core.dag import ALIASES, stages  # noqa: E402
 
 profile = session.open_profile(get_var("profile", None))
 DOIT_CONFIG = session.doit_config(profile)

@@ -7,7 +7,11 @@ instead of packing again (the real-size int8 DiT: load + first invoke 0.21 s ins
 The file is named by the model's digest, written under a temporary name and renamed, so a
 rebuilt model or two processes starting at once never read a partial or stale cache. Models
 with inputs CompiledModel's Python buffers cannot hold (int64 token ids), and any folder that
-cannot be written, fall back to the Interpreter."""
+cannot be written, fall back to the Interpreter.
+
+`xnnpack_flags` runs a model as a CompiledModel with those XNNPACK flags (4 = FORCE_FP16, what
+the Arm reference app sets for the decoder; on x86 XNNPACK only emulates fp16, so its numbers
+mean something on Arm kernels)."""
 import atexit
 import contextlib
 import logging
@@ -37,8 +41,12 @@ def _quiet_stderr():
         os.close(saved)
 
 
+FORCE_FP16 = 4  # XNNPACK's flag: fp16 compute where the CPU has it
+
+
 class Model:
-    def __init__(self, path, threads: int = 2, weight_cache: tuple[Path, str] | None = None):
+    def __init__(self, path, threads: int = 2, weight_cache: tuple[Path, str] | None = None,
+                 xnnpack_flags: int | None = None):
         """weight_cache: (folder, the file's xxh3_128 from the manifest, which names its cache file)."""
         from ai_edge_litert.interpreter import Interpreter
         self.path = str(path)
@@ -51,8 +59,15 @@ class Model:
         self.outputs = self.runner.get_output_details()
         self.compiled = None
         dtypes = {np.dtype(d["dtype"]) for d in (*self.inputs.values(), *self.outputs.values())}
-        if weight_cache is not None and dtypes <= _BUFFER_DTYPES:
-            self.compiled = _compiled(Path(path), threads, Path(weight_cache[0]), weight_cache[1])
+        if xnnpack_flags is not None:
+            if not dtypes <= _BUFFER_DTYPES:
+                raise ValueError(f"{path}: xnnpack_flags need a CompiledModel, which cannot hold its "
+                                 f"{sorted(d.name for d in dtypes - _BUFFER_DTYPES)} tensors")
+            self.compiled = _compiled(Path(path), threads, weight_cache, xnnpack_flags)
+            if self.compiled is None:
+                raise RuntimeError(f"{path}: no CompiledModel with xnnpack_flags={xnnpack_flags}")
+        elif weight_cache is not None and dtypes <= _BUFFER_DTYPES:
+            self.compiled = _compiled(Path(path), threads, weight_cache)
         if self.compiled is not None:  # the interpreter only told us the signature
             self.interpreter = self.runner = None
             self._in = {n: self.compiled.create_input_buffer_by_name(SIGNATURE, n) for n in self.inputs}
@@ -87,28 +102,35 @@ def _quiet_exit():
         os.dup2(null.fileno(), 2)
 
 
-def _compiled(path: Path, threads: int, folder: Path, digest: str):
-    """A CompiledModel whose XNNPACK weight cache is folder/<name>.<digest>.xnnpack, or None."""
+def _compiled(path: Path, threads: int, weight_cache: tuple[Path, str] | None, flags: int | None = None):
+    """A CompiledModel, with its XNNPACK weight cache in folder/<name>.<digest>.xnnpack when
+    `weight_cache` is (folder, digest), or None when it cannot be made."""
     global _ENV
     from ai_edge_litert.compiled_model import CompiledModel, _create_default_environment
     from ai_edge_litert.cpu_options import CpuOptions
     from ai_edge_litert.hardware_accelerator import HardwareAccelerator
     from ai_edge_litert.options import Options
-    final = folder / f"{path.name}.{digest[:16]}.xnnpack"
-    target = final if final.is_file() else final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    folder = final = target = None
+    if weight_cache is not None:
+        folder = Path(weight_cache[0])
+        final = folder / f"{path.name}.{weight_cache[1][:16]}.xnnpack"
+        target = final if final.is_file() else final.with_name(f"{final.name}.tmp-{os.getpid()}")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
         with _quiet_stderr():
             if _ENV is None:
                 _ENV = _create_default_environment()
                 atexit.register(_quiet_exit)
             options = Options(hardware_accelerators=HardwareAccelerator.CPU,
-                              cpu_options=CpuOptions(num_threads=threads, xnnpack_weight_cache_path=str(target)))
+                              cpu_options=CpuOptions(num_threads=threads, xnnpack_flags=flags,
+                                                     xnnpack_weight_cache_path=str(target or "")))
             model = CompiledModel.from_file(str(path), environment=_ENV, options=options)
     except (OSError, RuntimeError) as e:
         log.warning("%s: runs without a weight cache (%s)", path.name, str(e).splitlines()[0])
-        with contextlib.suppress(OSError):  # a partial or unreadable cache: the next start rebuilds it
-            target.unlink(missing_ok=True)
+        if target is not None:
+            with contextlib.suppress(OSError):  # a partial or unreadable cache: the next start rebuilds it
+                target.unlink(missing_ok=True)
         return None
     if target != final:
         os.replace(target, final)

@@ -13,15 +13,10 @@ class Tokenizer:
     def pieces(self, text: str) -> list[int]:
         return self.sp.encode(text)
 
-    def __call__(self, text: str, truncate: bool = True):
+    def __call__(self, text: str):
         """(input_ids, attention_mask), both int64 [1, length]. Truncation keeps length-1 pieces
         and the EOS, as the original T5 tokenizer does."""
-        ids = self.pieces(text)
-        if len(ids) > self.length - 1:
-            if not truncate:
-                raise ValueError(f"prompt is {len(ids)} tokens; the model takes at most {self.length - 1}")
-            ids = ids[: self.length - 1]
-        ids = ids + [EOS]
+        ids = self.pieces(text)[: self.length - 1] + [EOS]
         input_ids = np.zeros((1, self.length), np.int64)
         mask = np.zeros((1, self.length), np.int64)
         input_ids[0, : len(ids)] = ids

@@ -10,10 +10,10 @@ import pickle
 import zipfile
 from pathlib import Path
 
-from pipeline.config import CHECKPOINT_FILES, load_model_config
-from pipeline.atomic import write_json
-from pipeline.errors import InputError
-from pipeline.hashing import file_digest
+from pipeline.core.config import CHECKPOINT_FILES, load_model_config
+from pipeline.core.atomic import write_json
+from pipeline.core.errors import InputError
+from pipeline.core.hashing import file_digest
 from stages.models import layout
 
 log = logging.getLogger("sao.checkpoint")

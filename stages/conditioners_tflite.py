@@ -16,8 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.errors import InputError
-from pipeline.procs import die_with_parent
+from pipeline.core.errors import InputError
+from pipeline.core.procs import die_with_parent
 
 log = logging.getLogger("sao.conditioners_tflite")
 

@@ -8,23 +8,24 @@ import logging
 import numpy as np
 import torch
 
-from pipeline import parity
+from pipeline.core.parity import gate
+from runtime.parity import metrics, worst
 from runtime.litert import Model
+from stages.models.decoder import from_shard
 
 log = logging.getLogger("sao.verify_autoencoder")
 
 
 def run(inputs, outputs, config):
-    from stages.autoencoder_reauthor import build
-    model, example = build(inputs["shard"])
+    model, example = from_shard(inputs["shard"])
     lite = Model(inputs["tflite"])
     g = np.random.default_rng(4321)
     latents = [g.standard_normal(example["latent"].shape).astype(np.float32) for _ in range(2)]
     with torch.no_grad():
         refs = [model(torch.from_numpy(z)).numpy() for z in latents]
     outs = [next(iter(lite(latent=z).values())) for z in latents]
-    vs32 = [parity.metrics(r, y) for r, y in zip(refs, outs)]
-    report = {"float32": {"worst": parity.worst(vs32), "cases": vs32}}
+    vs32 = [metrics(r, y) for r, y in zip(refs, outs)]
+    report = {"float32": {"worst": worst(vs32), "cases": vs32}}
     rel = ("float32 rel. max-abs error", report["float32"]["worst"]["rel"], "<=", config["max_rel_fp32"])
     report["gated_by"] = "relative max-abs error vs the fp32 PyTorch decoder"
     checks = [rel]
@@ -32,16 +33,16 @@ def run(inputs, outputs, config):
         model64 = copy.deepcopy(model).double()
         with torch.no_grad():
             refs64 = [model64(torch.from_numpy(z).double()).numpy() for z in latents]
-        vs64 = [parity.metrics(r, y) for r, y in zip(refs64, outs)]
-        report["vs_float64"] = {"worst": parity.worst(vs64), "cases": vs64}
-        report["fp32_vs_fp64_floor"] = parity.worst([parity.metrics(a, b) for a, b in zip(refs64, refs)])
+        vs64 = [metrics(r, y) for r, y in zip(refs64, outs)]
+        report["vs_float64"] = {"worst": worst(vs64), "cases": vs64}
+        report["fp32_vs_fp64_floor"] = worst([metrics(a, b) for a, b in zip(refs64, refs)])
         if report["fp32_vs_fp64_floor"]["rel"] > config["max_rel_fp32"]:
             report["gated_by"] = "SNR vs fp64: the fp32 reference itself is above the relative tolerance"
             checks = [("SNR dB vs fp64 decoder", report["vs_float64"]["worst"]["snr_db"], ">=", config["min_snr_db"])]
     if "dynamic_int8" in inputs:  # gated against the PyTorch decoder like the float file
         q = Model(inputs["dynamic_int8"])
-        vs8 = [parity.metrics(r, next(iter(q(latent=z).values()))) for r, z in zip(refs, latents)]
-        report["dynamic_int8"] = {"worst": parity.worst(vs8), "cases": vs8}
+        vs8 = [metrics(r, next(iter(q(latent=z).values()))) for r, z in zip(refs, latents)]
+        report["dynamic_int8"] = {"worst": worst(vs8), "cases": vs8}
         checks.append(("dynamic_int8 audio SNR dB", report["dynamic_int8"]["worst"]["snr_db"], ">=",
                        config["min_snr_int8_db"]))
-    parity.gate(report, checks, outputs["report"], log)
+    gate(report, checks, outputs["report"], log)

@@ -5,17 +5,18 @@ import logging
 import numpy as np
 import torch
 
-from pipeline import parity
+from pipeline.core.parity import gate
+from runtime.parity import metrics, worst
 from runtime.litert import Model
 from runtime.tokenizer import Tokenizer
+from stages.models.conditioners import from_shard
 
 log = logging.getLogger("sao.verify_conditioners")
 OUTPUTS = ["cross_attention_input", "cross_attention_mask", "global_cond"]
 
 
 def run(inputs, outputs, config):
-    from stages.conditioners_onnx import build
-    model, example = build(inputs["shard"], inputs["t5_config"])
+    model, example = from_shard(inputs["shard"], inputs["t5_config"])
     tok = Tokenizer(inputs["spiece"], example[0].shape[1])
     lite = {"float32": Model(inputs["float32"]), "float16": Model(inputs["float16"])}
     cases = {p: {o: [] for o in OUTPUTS} for p in lite}
@@ -28,11 +29,11 @@ def run(inputs, outputs, config):
         for precision, m in lite.items():
             got = m(input_ids=ids, attention_mask=mask, seconds_total=secs)
             for o in OUTPUTS:
-                cases[precision][o].append(parity.metrics(ref[o], got[o]))
-    report = {p: {o: {"worst": parity.worst(c), "cases": c} for o, c in outs.items()} for p, outs in cases.items()}
+                cases[precision][o].append(metrics(ref[o], got[o]))
+    report = {p: {o: {"worst": worst(c), "cases": c} for o, c in outs.items()} for p, outs in cases.items()}
     report["cases"] = [{"prompt": p, "seconds_total": s} for p, s in zip(config["prompts"], config["seconds"])]
     checks = [(f"float32 {o} rel. error", report["float32"][o]["worst"]["rel"], "<=", config["max_rel_fp32"])
               for o in OUTPUTS]
     checks += [(f"float16 {o} SNR dB", report["float16"][o]["worst"]["snr_db"], ">=", config["min_snr_fp16_db"])
                for o in OUTPUTS]
-    parity.gate(report, checks, outputs["report"], log)
+    gate(report, checks, outputs["report"], log)

@@ -5,16 +5,17 @@ import logging
 import numpy as np
 import torch
 
-from pipeline import parity
+from pipeline.core.parity import gate
+from runtime.parity import metrics, worst
 from runtime import ping_pong
 from runtime.litert import Model
+from stages.models.dit import from_shard
 
 log = logging.getLogger("sao.verify_dit")
 
 
 def run(inputs, outputs, config):
-    from stages.dit_reauthor import build
-    model, example = build(inputs["shard"])
+    model, example = from_shard(inputs["shard"])
     lite = {"float32": Model(inputs["float32"]), "quantized": Model(inputs["quantized"])}
     ts = ping_pong.schedule(8)[:-1]
     g = np.random.default_rng(1234)
@@ -26,10 +27,10 @@ def run(inputs, outputs, config):
             ref = model(**{k: torch.from_numpy(v) for k, v in feed.items()}).numpy()
         for name, m in lite.items():
             (got,) = m(**feed).values()
-            cases[name].append(parity.metrics(ref, got))
-    report = {name: {"worst": parity.worst(c), "cases": c} for name, c in cases.items()}
+            cases[name].append(metrics(ref, got))
+    report = {name: {"worst": worst(c), "cases": c} for name, c in cases.items()}
     report["quant_recipe"] = config["quant_recipe"]
-    parity.gate(report, [
+    gate(report, [
         ("float32 rel. max-abs error", report["float32"]["worst"]["rel"], "<=", config["max_rel_fp32"]),
         (f"{config['quant_recipe']} SNR dB", report["quantized"]["worst"]["snr_db"], ">=", config["min_snr_quant_db"]),
     ], outputs["report"], log)

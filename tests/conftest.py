@@ -1,19 +1,31 @@
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DOIT = [sys.executable, "-m", "doit"]
+# Every build of this test process (an xdist worker is one) goes to its own artifacts root, never
+# into the checkout's artifacts/; a test's own clone builds into that clone's artifacts/.
+ARTIFACTS = Path(tempfile.mkdtemp(prefix="sao-litert-tests-"))
+os.environ["SAO_LITERT_ARTIFACTS"] = str(ARTIFACTS)
+atexit.register(shutil.rmtree, ARTIFACTS, True)
+
+
+def in_checkout(clone: Path) -> dict:
+    """The environment entry that builds a clone's profiles into the clone's own artifacts/."""
+    return {"SAO_LITERT_ARTIFACTS": str(clone / "artifacts")}
 
 
 def doit(*args, profile=None, env=None, check=True, cwd=REPO):
     """Run doit in a subprocess (in checkout `cwd`); returns CompletedProcess (stdout+stderr in .stdout)."""
     cmd = [*DOIT, *args] + ([f"profile={profile}"] if profile else [])
-    e = {**os.environ, **(env or {})}
+    e = {**os.environ, **({} if Path(cwd) == REPO else in_checkout(Path(cwd))), **(env or {})}
     e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e['PATH']}"
     r = subprocess.run(cmd, cwd=cwd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if check and r.returncode != 0:
@@ -46,14 +58,14 @@ def executed(output: str) -> set[str]:
 def default_build():
     """The default profile, built (once per session) through its shards."""
     doit("checkpoint")
-    return REPO / "artifacts" / "default"
+    return ARTIFACTS / "default"
 
 
 @pytest.fixture(scope="session")
 def default_bundle():
     """The default profile built end to end (plain `doit`)."""
     doit()
-    return REPO / "artifacts" / "default"
+    return ARTIFACTS / "default"
 
 
 def write_profile(tmp_path: Path, name: str, body: str) -> Path:
@@ -62,10 +74,16 @@ def write_profile(tmp_path: Path, name: str, body: str) -> Path:
     return p
 
 
-def files_source(model: Path) -> str:
-    """The [source] section of a `kind = "files"` profile over a model folder laid out like inputs/."""
+# Test profiles that are not about the aarch64 check leave it off (tests/test_aarch64.py covers it;
+# the default profile, the worktree and the decoder-precision tests build with it on).
+NO_AARCH64 = "[targets]\naarch64 = false\n"
+
+
+def files_source(model: Path, targets: str = NO_AARCH64) -> str:
+    """The [source] section of a `kind = "files"` profile over a model folder laid out like inputs/
+    (and its [targets])."""
     return (f'[source]\nkind = "files"\nmodel_config_json = "{model}/model_config.json"\n'
-            f'checkpoint = "{model}/model.ckpt"\nt5_dir = "{model}/t5"\n')
+            f'checkpoint = "{model}/model.ckpt"\nt5_dir = "{model}/t5"\n' + targets)
 
 
 def files_profile(tmp_path, default_build, scratch_profile):
@@ -80,9 +98,9 @@ def scratch_profile(tmp_path):
     """A uniquely named synthetic profile whose artifacts are removed afterwards."""
     made = []
 
-    def make(body='[source]\nkind = "synthetic"\nseed = 0\n', name=None):
+    def make(body='[source]\nkind = "synthetic"\nseed = 0\n' + NO_AARCH64, name=None):
         name = name or f"t_{tmp_path.name}"[:60]
-        made.append(REPO / "artifacts" / name)
+        made.append(ARTIFACTS / name)
         return write_profile(tmp_path, name, body)
     yield make
     for d in made:

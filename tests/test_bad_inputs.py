@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, doit, executed, files_source
-from pipeline.hashing import file_digest
+from conftest import ARTIFACTS, REPO, doit, executed, files_source
+from pipeline.core.hashing import file_digest
 
 DIT_KEY = "model.model.transformer.layers.1.ff.ff.2.bias"
 DECODER_KEY = "pretransform.model.decoder.layers.1.layers.1.weight_v"
@@ -29,9 +29,9 @@ def built(tmp_path_factory, default_build):
         profile.write_text(text)
     pristine()
     doit(profile=profile)
-    out = REPO / "artifacts" / "badin"
+    out = ARTIFACTS / "badin"
     yield {"profile": profile, "model": model, "pristine": pristine, "out": out, "built": _artifacts(out)}
-    shutil.rmtree(REPO / "artifacts" / "badin", ignore_errors=True)
+    shutil.rmtree(ARTIFACTS / "badin", ignore_errors=True)
 
 
 def _artifacts(out: Path) -> dict:

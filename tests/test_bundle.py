@@ -1,4 +1,5 @@
 """The bundle: manifest vs the files themselves, and text → WAV matched against PyTorch."""
+import ast
 import json
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def test_manifest_matches_tflite_files(default_bundle):
 
 
 def _generate(bundle, *args, out=None):
-    cmd = [sys.executable, "-m", "runtime.cli", "generate", "--bundle", str(bundle), *args]
+    cmd = [sys.executable, "-m", "pipeline.tools.cli", "generate", "--bundle", str(bundle), *args]
     if out:
         cmd += ["--out", str(out)]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
@@ -57,12 +58,25 @@ def test_generate_wav_matches_pytorch(default_bundle, tmp_path):
         assert f"{stage}:" in r.stdout
 
 
-def test_generate_imports_no_torch(default_bundle, tmp_path):
-    code = ("import sys; from runtime.generate import generate, Request; "
-            f"generate({str(default_bundle / 'bundle')!r}, Request('rain', 5.0, steps=2)); "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+# What an app-side Python needs for `generate`: the runtime package and these (with what they
+# load themselves: ml_dtypes for LiteRT, cffi for soundfile, Cython's runtime, the editable
+# install's finder, setuptools' distutils hook).
+APP_SIDE = {"runtime", "ai_edge_litert", "numpy", "sentencepiece", "soundfile", "xxhash", "ml_dtypes",
+            "typing_extensions", "_cffi_backend", "_soundfile", "_soundfile_data", "cython_runtime",
+            "__editable___sao_litert_0_1_0_finder", "_distutils_hack"}
+
+
+def test_generate_imports_only_the_app_side(default_bundle, tmp_path):
+    code = ("import sys; from runtime.cli import main; "
+            f"rc = main(['generate', '--bundle', {str(default_bundle / 'bundle')!r}, '--prompt', 'rain', "
+            f"'--seconds', '5', '--steps', '2', '--out', {str(tmp_path / 'x.wav')!r}]); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names) - {'__main__'})); "
+            "sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+    imported = set(ast.literal_eval(r.stdout.strip().splitlines()[-1]))
+    assert not imported & {"torch", "pipeline", "stages", "tensorflow"}, imported
+    assert imported <= APP_SIDE | {m for m in imported if m.startswith("_cython_")}, imported - APP_SIDE
 
 
 @pytest.mark.parametrize("args, message", [
@@ -106,12 +120,12 @@ def test_xnnpack_weight_cache_beside_the_bundle(default_bundle, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "INFO: [" not in r.stderr  # LiteRT's runtime chatter is kept off the console
     want = {f"{n}.{manifest['files'][n]['xxh3_128'][:16]}.xnnpack" for n in ("dit_model.tflite", "autoencoder_model.tflite")}
-    assert {p.name for p in cache.iterdir()} == want  # conditioners: int64 ids, Interpreter, no cache
+    assert {p.name for p in cache.iterdir()} == want | {"verified.json"}  # conditioners: Interpreter, no cache
     assert set(manifest["files"]) == {p.name for p in bundle.iterdir() if p.is_file()} - {"manifest.json"}
-    stamps = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.iterdir() if p.suffix == ".xnnpack"}
     r = _generate(bundle, *args, out=tmp_path / "2.wav")
     assert r.returncode == 0, r.stderr
-    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps  # mapped, not re-packed
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir() if p.suffix == ".xnnpack"} == stamps  # mapped
     dit_cache = next(cache.glob("dit_model.tflite.*"))
     dit_cache.write_bytes(b"garbage")
     r = _generate(bundle, *args, out=tmp_path / "3.wav")
@@ -124,3 +138,27 @@ def test_xnnpack_weight_cache_beside_the_bundle(default_bundle, tmp_path):
     assert r.stdout.count("runs without a weight cache") == 2
     first, *others = (sf.read(str(tmp_path / f"{i}.wav"))[0] for i in range(1, 5))
     assert np.abs(first).max() > 1e-3 and all(np.array_equal(first, o) for o in others)
+
+
+def test_start_up_remembers_verified_files(default_bundle, tmp_path):
+    """A start hash-checks every bundle file, remembering (inode, size, mtime) of those that
+    matched: an unchanged file is not read again, a file written since is checked again."""
+    import os
+    import shutil
+    bundle = tmp_path / "bundle"
+    shutil.copytree(default_bundle / "bundle", bundle, ignore=shutil.ignore_patterns(".xnnpack_cache"))
+    args = ("--prompt", "rain", "--seconds", "2", "--steps", "1")
+    assert _generate(bundle, *args, out=tmp_path / "1.wav").returncode == 0
+    memo = json.loads((bundle / ".xnnpack_cache" / "verified.json").read_text())
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert {n: d for n, (_, _, _, d) in memo.items()} == {n: f["xxh3_128"] for n, f in manifest["files"].items()}
+    f16 = bundle / "conditioners_float16.tflite"  # bundled, checked, not loaded by generate
+    st, data = f16.stat(), bytearray(f16.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    with open(f16, "r+b") as f:  # same inode and size; the old mtime put back: the memo trusts it
+        f.write(data)
+    os.utime(f16, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert _generate(bundle, *args, out=tmp_path / "2.wav").returncode == 0
+    os.utime(f16)  # now it looks written: checked again, and caught
+    r = _generate(bundle, *args, out=tmp_path / "3.wav")
+    assert r.returncode == 2 and "conditioners_float16.tflite: xxh3_128 does not match" in r.stderr

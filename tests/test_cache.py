@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from conftest import DIT_CHAIN, DOIT, doit, edit_dit_tensor, executed
-from pipeline.hashing import file_digest
-from pipeline.bench import checkout
-from pipeline.seaweed import BUCKET, SECRET_KEY, SeaweedS3
+from conftest import DIT_CHAIN, DOIT, NO_AARCH64, doit, edit_dit_tensor, executed, in_checkout
+from pipeline.core.hashing import file_digest
+from pipeline.tools.bench import checkout
+from pipeline.tools.seaweed import BUCKET, SECRET_KEY, SeaweedS3
 
 PROFILE = "cached"
 
@@ -31,7 +31,7 @@ def world(tmp_path_factory, default_build):
         clone = checkout(tmp / name / "sao-litert")
         (clone / "profiles" / f"{PROFILE}.toml").write_text(
             f'[source]\nkind = "files"\nmodel_config_json = "{model}/model_config.json"\n'
-            f'checkpoint = "{model}/model.ckpt"\nt5_dir = "{model}/t5"\n')
+            f'checkpoint = "{model}/model.ckpt"\nt5_dir = "{model}/t5"\n' + NO_AARCH64)
         machines[name] = {"clone": clone, "model": model, "out": clone / "artifacts" / PROFILE}
     yield {"server": server, "tmp": tmp, **machines}
     server.stop()
@@ -148,7 +148,8 @@ def test_fetch_and_clean_handle_files_left_in_the_store(world):
 def test_d_kill_during_upload_leaves_no_entry(world):
     url, fs = f"s3://{BUCKET}/killed", world["server"].fs()
     doit("forget", "checkpoint", f"profile=profiles/{PROFILE}.toml", cwd=world["one"]["clone"])
-    env = {**os.environ, **world["server"].env(), "SAO_LITERT_CACHE": url, "SAO_LITERT_CACHE_TEST_PAUSE_S": "120"}
+    env = {**os.environ, **in_checkout(world["one"]["clone"]), **world["server"].env(), "SAO_LITERT_CACHE": url,
+           "SAO_LITERT_CACHE_TEST_PAUSE_S": "120"}
     proc = subprocess.Popen([*DOIT, f"profile=profiles/{PROFILE}.toml"], cwd=world["one"]["clone"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120

@@ -5,12 +5,13 @@ import json
 import pytest
 
 from conftest import doit, write_profile
-from pipeline import cache, keys
-from pipeline.config import load_profile
-from pipeline.dag import stages
-from pipeline.errors import InputError
-from pipeline.hashing import file_digest
-from pipeline.store import Store, redact
+from pipeline.cache import client as cache
+from pipeline.cache.store import Store, redact
+from pipeline.core import keys
+from pipeline.core.config import load_profile
+from pipeline.core.dag import stages
+from pipeline.core.errors import InputError
+from pipeline.core.hashing import file_digest
 
 
 def test_bad_mode_in_environment_is_one_error_line(scratch_profile):
@@ -52,14 +53,15 @@ def test_keys_hold_no_absolute_path(tmp_path):
     names the profile, so it is left out)."""
     a = load_profile(write_profile(tmp_path, "key_a", '[source]\nkind = "synthetic"\n'))
     b = load_profile(write_profile(tmp_path, "key_b", '[source]\nkind = "synthetic"\nseed = 0\n'))
-    code = ["stages/collect.py", "pipeline/runner.py"]
+    code = ["stages/collect.py", "runtime/litert.py"]
     for sa, sb in zip(stages(a)[:-1], stages(b)[:-1]):
         assert sa.outputs != sb.outputs
         parts = json.dumps(keys.key_parts(sa, code))
         assert str(tmp_path) not in parts and str(keys.REPO) not in parts and "key_a" not in parts
-        assert keys.action_key(sa, code, {"x": "1"}) == keys.action_key(sb, code, {"x": "1"})
-        assert keys.action_key(sa, code, {"x": "1"}) != keys.action_key(sa, code, {"x": "2"})
-        assert keys.action_key(sa, code, {}) != keys.action_key(sa, code[:1], {})
+        assert keys.StageKey(sa, code, {"x": "1"}).action == keys.StageKey(sb, code, {"x": "1"}).action
+        assert keys.StageKey(sa, code, {"x": "1"}).action != keys.StageKey(sa, code, {"x": "2"}).action
+        assert keys.StageKey(sa, code, {}).action != keys.StageKey(sa, code[:1], {}).action
+        assert keys.StageKey(sa, code, {}).bare == keys.StageKey(sa, code[:1], {}).bare  # the deps record's name
 
 
 def test_file_store_blobs_are_create_only_and_written_by_rename(tmp_path):

@@ -3,10 +3,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 from stages import checkpoint, synth
 from stages.models import layout
-from pipeline.config import ModelConfig
+from pipeline.core.config import ModelConfig
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ import shutil
 
 import pytest
 
-from pipeline.config import REPO, load_model_config, load_profile
-from pipeline.errors import InputError
+from pipeline.core.config import REPO, load_model_config, load_profile
+from pipeline.core.errors import InputError
 
 REFERENCE = REPO.parent / "shared" / "reference" / "sao_small_model_config.json"
 SHIPPED = REPO / "stages" / "data" / "sao_small_model_config.json"

@@ -14,15 +14,15 @@ from collections import Counter
 import psutil
 import pytest
 
-from conftest import DOIT, REPO, doit, executed, files_source
-from pipeline.bench import checkout
-from pipeline.seaweed import BUCKET, SeaweedS3, free_port
-from pipeline.worker import EVENT_TOPIC
+from conftest import ARTIFACTS, DOIT, NO_AARCH64, REPO, doit, executed, files_source, in_checkout
+from pipeline.tools.bench import checkout
+from pipeline.tools.seaweed import BUCKET, SeaweedS3, free_port
+from pipeline.cluster.worker import EVENT_TOPIC
 
 STAGES = {"synth", "checkpoint", "conditioners_onnx", "conditioners_tflite", "verify_conditioners", "dit_reauthor",
           "dit_convert", "dit_quantize", "verify_dit", "autoencoder_reauthor", "autoencoder_convert",
           "verify_autoencoder", "collect"}
-SYNTHETIC = '[source]\nkind = "synthetic"\nseed = 0\n'
+SYNTHETIC = '[source]\nkind = "synthetic"\nseed = 0\n' + NO_AARCH64
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +71,14 @@ def test_a_cluster_build_equals_local_build(world, default_bundle):
     assert executions(world, since) == Counter(STAGES)
     assert manifest_files(built) == manifest_files(default_bundle)
     assert (built / "logs" / "dit_convert.log").read_text().count("done in") == 1  # the worker's log came back
-    assert not (REPO / "artifacts" / "clustered").exists()  # the workers' checkout holds no client artifacts
+    assert not (ARTIFACTS / "clustered").exists()  # the workers' checkout holds no client artifacts
     assert executed(doit(profile=profile(world, "clustered"), env=cluster_env(world, "a"),
                          cwd=world["clone"]).stdout) == set()
 
 
 def test_b_worker_killed_mid_conversion_build_completes(world, default_bundle):
     since = time.time()
-    env = {**os.environ, **cluster_env(world, "b")}
+    env = {**os.environ, **in_checkout(world["clone"]), **cluster_env(world, "b")}
     proc = subprocess.Popen([*DOIT, f"profile={profile(world, 'killed')}"], cwd=world["clone"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     runner = _wait_for_runner("autoencoder_convert", proc)
@@ -103,7 +103,7 @@ def _wait_for_runner(stage: str, doit_proc, timeout=300) -> psutil.Process:
     while time.monotonic() < deadline and doit_proc.poll() is None:
         for p in psutil.process_iter(["cmdline"]):
             cmd = p.info["cmdline"] or []
-            if "pipeline.runner" in cmd and "--job" in cmd and f"/{stage}-" in cmd[-1]:
+            if "pipeline.core.runner" in cmd and "--job" in cmd and f"/{stage}-" in cmd[-1]:
                 time.sleep(2)  # well into the conversion
                 return p
         time.sleep(0.2)
@@ -114,8 +114,9 @@ def test_c_two_recipes_at_once_share_every_common_stage(world):
     since = time.time()
     a = profile(world, "recipe_a")
     b = profile(world, "recipe_b", SYNTHETIC + '[dit]\nquant_recipe = "weight_only_wi8_afp32"\n')
-    env = {**os.environ, **cluster_env(world, "c"), "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
-    r = subprocess.run([sys.executable, "-m", "runtime.cli", "build-many", a, b], cwd=world["clone"], env=env,
+    env = {**os.environ, **in_checkout(world["clone"]), **cluster_env(world, "c"),
+           "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    r = subprocess.run([sys.executable, "-m", "pipeline.tools.cli", "build-many", a, b], cwd=world["clone"], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert r.returncode == 0, r.stdout[-3000:]
     assert "at once on the Dask cluster" in r.stdout

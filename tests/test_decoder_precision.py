@@ -8,16 +8,16 @@ import sys
 import pytest
 import soundfile as sf
 
-from conftest import REPO, doit, executed, write_profile
-from pipeline.config import load_profile
-from pipeline.errors import InputError
-from pipeline.parity import metrics
+from conftest import ARTIFACTS, REPO, doit, executed, write_profile
+from pipeline.core.config import load_profile
+from pipeline.core.errors import InputError
+from runtime.parity import metrics
 
 BODY = '[source]\nkind = "synthetic"\nseed = 0\n[autoencoder]\nprecisions = ["float32", "dynamic_int8"]\n'
 
 
 def _generate(bundle, out, *args):
-    return subprocess.run([sys.executable, "-m", "runtime.cli", "generate", "--bundle", str(bundle), "--prompt",
+    return subprocess.run([sys.executable, "-m", "pipeline.tools.cli", "generate", "--bundle", str(bundle), "--prompt",
                            "warm pad", "--seconds", "3", "--seed", "2", "--steps", "2", "--out", str(out), *args],
                           cwd=REPO, capture_output=True, text=True)
 
@@ -34,7 +34,7 @@ def _ops(path):
 def test_int8_decoder_is_built_gated_bundled_and_selectable(scratch_profile, tmp_path):
     profile = scratch_profile(BODY + 'app = "dynamic_int8"\n')
     doit(profile=profile)
-    out = REPO / "artifacts" / profile.stem
+    out = ARTIFACTS / profile.stem
     bundle = out / "bundle"
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert {n: m["precision"] for n, m in manifest["models"].items()} == {
@@ -67,7 +67,7 @@ def test_int8_decoder_is_built_gated_bundled_and_selectable(scratch_profile, tmp
     assert r.returncode == 2 and "no float16 decoder" in r.stderr
 
     profile.write_text(BODY + 'app = "float32"\n')  # a new app choice re-packs the bundle only
-    assert executed(doit(profile=profile).stdout) == {"collect"}
+    assert executed(doit(profile=profile).stdout) == {"verify_aarch64", "collect"}  # the app's decoder: FORCE_FP16 again
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["models"]["autoencoder_model.tflite"]["precision"] == "float32"
     assert manifest["models"]["autoencoder_dynamic_int8.tflite"]["precision"] == "dynamic_int8"

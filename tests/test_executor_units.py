@@ -6,9 +6,10 @@ import time
 import pytest
 
 from conftest import write_profile
-from pipeline import executor, resources
-from pipeline.config import load_profile
-from pipeline.errors import InputError
+from pipeline.cluster import executor
+from pipeline.core import resources
+from pipeline.core.config import load_profile
+from pipeline.core.errors import InputError
 
 SYNTHETIC = '[source]\nkind = "synthetic"\n'
 
@@ -105,7 +106,7 @@ def test_admission_starts_the_longest_remaining_chain_first():
 
 
 def test_remaining_chain_follows_the_dag(tmp_path):
-    from pipeline.dag import stages
+    from pipeline.core.dag import stages
     rest = resources.remaining_seconds(stages(load_profile(write_profile(tmp_path, "x", SYNTHETIC))))
     m = {k: v[2] for k, v in resources.MEASURED.items()}
     assert rest["collect"] == m["collect"]
@@ -114,7 +115,7 @@ def test_remaining_chain_follows_the_dag(tmp_path):
 
 
 def test_build_many_refuses_two_profiles_of_one_name(tmp_path, caplog):
-    from pipeline import many
+    from pipeline.cluster import many
     a, b = tmp_path / "a", tmp_path / "b"
     for d in (a, b):
         d.mkdir()

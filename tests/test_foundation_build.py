@@ -4,7 +4,7 @@ other shards byte-identical."""
 import torch
 
 from conftest import files_profile, doit, executed
-from pipeline.hashing import file_digest
+from pipeline.core.hashing import file_digest
 
 
 def test_default_build_outputs(default_build):

@@ -3,9 +3,10 @@ import os
 import xxhash
 from doit.dependency import MD5Checker
 
-from pipeline.hashing import file_digest
-from pipeline import remote
-from pipeline.remote import XXH3Checker
+from pipeline.core.hashing import file_digest
+from pipeline.build import checker
+from pipeline.build.checker import XXH3Checker
+from pipeline.cache import remote
 
 
 def test_digest_streams_across_chunks(tmp_path):
@@ -45,8 +46,8 @@ def test_checker_skips_rehash_when_mtime_unchanged(tmp_path):
 
 
 def test_no_md5_in_up_to_date_path():
-    from pipeline.config import REPO
-    for f in [*(REPO / "pipeline").glob("*.py"), REPO / "dodo.py"]:
+    from pipeline.core.config import REPO
+    for f in [*(REPO / "pipeline").rglob("*.py"), REPO / "dodo.py"]:
         text = f.read_text()
         assert "import hashlib" not in text and "from hashlib" not in text, f
         assert "config_changed" not in text and "md5(" not in text.lower(), f
@@ -55,17 +56,17 @@ def test_no_md5_in_up_to_date_path():
 def test_checker_sees_a_file_kept_in_the_cache(tmp_path, monkeypatch):
     """A restore recorded the file instead of downloading it: doit sees it existing, with the
     recorded size and digest; once it comes to disk with those bytes, it is unchanged."""
-    monkeypatch.setattr(remote, "_active", None)
+    monkeypatch.setattr(checker, "_active", None)
     data = b"0123456789"
     f, other = tmp_path / "dit" / "x.bin", tmp_path / "other.bin"
     other.write_bytes(data)
     remote.registry(tmp_path).add(f, file_digest(other), len(data))
-    remote.activate(tmp_path)
+    checker.activate(tmp_path)
     c = XXH3Checker()
     assert c.exists(str(f)) and not f.exists()
     assert c.info(str(f)).st_size == 10
     state = c.get_state(str(f), None)
-    assert state == (remote.REMOTE_MTIME, 10, file_digest(other))
+    assert state == (checker.REMOTE_MTIME, 10, file_digest(other))
     assert c.get_state(str(f), state) is None
     assert not c.check_modified(str(f), c.info(str(f)), state)
     assert remote.Registry(tmp_path).get(f)["size"] == 10  # kept on disk for the next doit

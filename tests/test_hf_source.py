@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import DIT_CHAIN, REPO, doit, executed, scale_dit_tensor
+from conftest import ARTIFACTS, DIT_CHAIN, REPO, doit, executed, scale_dit_tensor
 
 SAOS, T5 = "stabilityai/stable-audio-open-small", "google-t5/t5-base"
 NAME = "t_hf"
@@ -39,9 +39,12 @@ def safetensors_bytes(sd: dict, tmp) -> bytes:
     return path.read_bytes()
 
 
+PROFILES = ARTIFACTS / "profiles"  # init writes here (--dir), not into the checkout's profiles/
+
+
 def init(env, *args):
-    return subprocess.run([sys.executable, "-m", "runtime.cli", "init", *args], cwd=REPO, env={**os.environ, **env},
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run([sys.executable, "-m", "pipeline.tools.cli", "init", *args, "--dir", str(PROFILES)], cwd=REPO,
+                          env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -55,19 +58,19 @@ def hub(tmp_path_factory, default_bundle):
     snapshot(cache, T5, "b" * 40, {n: (inputs / "t5" / n).read_bytes()
                                    for n in ("config.json", "model.safetensors", "spiece.model")})
     env = {"HF_HUB_CACHE": str(cache)}
-    yield {"cache": cache, "env": env, "model": model, "sd": sd, "tmp": tmp, "out": REPO / "artifacts" / NAME}
+    yield {"cache": cache, "env": env, "model": model, "sd": sd, "tmp": tmp, "out": ARTIFACTS / NAME}
     for name in (NAME, f"{NAME}_bad"):
-        (REPO / "profiles" / f"{name}.toml").unlink(missing_ok=True)
-        shutil.rmtree(REPO / "artifacts" / name, ignore_errors=True)
+        (PROFILES / f"{name}.toml").unlink(missing_ok=True)
+        shutil.rmtree(ARTIFACTS / name, ignore_errors=True)
 
 
 def test_a_b_init_by_repo_id_builds_the_same_bundle_from_safetensors(hub, default_bundle):
     r = init(hub["env"], NAME, "--model", SAOS, "--t5", T5)
     assert r.returncode == 0, r.stdout
-    profile = (REPO / "profiles" / f"{NAME}.toml").read_text()
+    profile = (PROFILES / f"{NAME}.toml").read_text()
     assert f'model = "{SAOS}"' in profile and "Checkpoint: model.safetensors" in profile
-    assert f"./dev build profile=profiles/{NAME}.toml" in r.stdout
-    doit(profile=f"profiles/{NAME}.toml", env=hub["env"])
+    assert f"./dev build profile={PROFILES / NAME}.toml" in r.stdout
+    doit(profile=PROFILES / f"{NAME}.toml", env=hub["env"])
     manifest = json.loads((hub["out"] / "bundle" / "manifest.json").read_text())
     explicit = json.loads((default_bundle / "bundle" / "manifest.json").read_text())
     assert manifest["files"] == explicit["files"]
@@ -80,7 +83,7 @@ def _bad(hub, *args, env=None):
     r = init({**hub["env"], **(env or {})}, f"{NAME}_bad", *args)
     assert r.returncode == 2
     [line] = [x for x in r.stdout.splitlines() if "error:" in x]
-    assert not (REPO / "profiles" / f"{NAME}_bad.toml").exists()
+    assert not (PROFILES / f"{NAME}_bad.toml").exists()
     return line
 
 
@@ -104,11 +107,12 @@ def test_c_bad_downloads_one_error_line_each(hub):
 
 
 def test_d_new_revision_rebuilds_only_what_it_changes(hub):
-    profile = f"profiles/{NAME}.toml"
+    profile = PROFILES / f"{NAME}.toml"
     for blob in (hub["cache"] / f"models--{SAOS.replace('/', '--')}" / "blobs").iterdir():
         blob.write_bytes(blob.read_bytes())  # re-downloaded: new mtimes, same bytes
     assert executed(doit(profile=profile, env=hub["env"]).stdout) == set()
 
     edited = safetensors_bytes(scale_dit_tensor(hub["sd"]), hub["tmp"])
     snapshot(hub["cache"], SAOS, "d" * 40, {**hub["model"], "model.safetensors": edited})
-    assert executed(doit(profile=profile, env=hub["env"]).stdout) == {"checkpoint", *DIT_CHAIN, "collect"}
+    assert executed(doit(profile=profile, env=hub["env"]).stdout) == {"checkpoint", *DIT_CHAIN, "verify_aarch64",
+                                                                      "collect"}  # init's profile: aarch64 on

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conftest import files_profile, DOIT, REPO, doit, executed
+from conftest import ARTIFACTS, files_profile, DOIT, REPO, doit, executed
 
 
 def test_second_doit_on_same_profile_exits_clearly(default_bundle):
@@ -33,7 +33,7 @@ def test_sigkill_at_four_points_then_resume(tmp_path, default_build, scratch_pro
     collect. After each kill the stage's targets are absent (only .tmp names can be left), tasks
     finished before the kill stay done, and the last run completes with a bundle that verifies."""
     profile, _ = files_profile(tmp_path, default_build, scratch_profile)
-    out = REPO / "artifacts" / profile.stem
+    out = ARTIFACTS / profile.stem
     env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
     points = [("checkpoint", _log_has(out, "checkpoint"), ["shards/dit.safetensors", "shards/source.json"]),
               ("dit_convert", _log_has(out, "dit_convert", "converting"), ["dit/dit_float32.tflite"]),
@@ -72,7 +72,7 @@ def test_stages_run_in_parallel_by_default_and_memory_admission_serializes(defau
     for tag, env in (("par", {}), ("one", {"SAO_LITERT_MEMORY": "1"})):
         profile = scratch_profile(body, name=f"t_{tmp_path.name}_{tag}"[:60])
         doit(profile=profile, env=env)
-        out = REPO / "artifacts" / profile.stem
+        out = ARTIFACTS / profile.stem
         times = json.loads((out / "logs" / "last_build.json").read_text())["times"]
         assert len(times) == 13
         runs[tag] = (_overlaps(times), json.loads((out / "bundle" / "manifest.json").read_text()))

@@ -13,10 +13,10 @@ import pytest
 import soundfile as sf
 import xxhash
 
-from conftest import DIT_CHAIN, REPO, doit, edit_dit_tensor, executed, files_profile
-from pipeline.config import load_profile
-from pipeline.dag import stages
-from pipeline.report import SAMPLE
+from conftest import ARTIFACTS, DIT_CHAIN, REPO, doit, edit_dit_tensor, executed, files_profile
+from pipeline.core.config import load_profile
+from pipeline.core.dag import stages
+from pipeline.tools.report import SAMPLE
 
 
 def chromium() -> str:
@@ -83,7 +83,7 @@ def test_b_report_marks_exactly_the_stages_that_ran(tmp_path, default_build, scr
     ran = executed(doit(profile=profile).stdout)
     assert ran == {"checkpoint", *DIT_CHAIN, "collect"}
     doit("report", profile=profile)
-    page = (REPO / "artifacts" / profile.stem / "reports" / "index.html").read_text()
+    page = (ARTIFACTS / profile.stem / "reports" / "index.html").read_text()
     marked = dict(re.findall(r'data-stage="([^"]+)" data-status="([^"]+)"', page))
     assert {s for s, status in marked.items() if status == "ran"} == ran
     assert {status for s, status in marked.items() if s not in ran} == {"up to date"}

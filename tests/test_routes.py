@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from conftest import doit, executed
-from pipeline.parity import ParityError
+from pipeline.core.parity import ParityError
 from runtime.litert import Model
 from stages import conditioners_tflite, verify_conditioners, verify_dit, verify_autoencoder
-from pipeline.config import ConditionersSettings, DitSettings, AutoencoderSettings
+from pipeline.core.config import ConditionersSettings, DitSettings, AutoencoderSettings
 
 
 def _cond_inputs(a):

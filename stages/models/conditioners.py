@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipeline.core.config import ConditioningConfig
 
-from . import layout
+from . import layout, shards
 from .layout import NUMBER_EMBED_DIM
 
 
@@ -74,3 +75,17 @@ class Conditioners(nn.Module):
         cross = torch.cat((emb, seconds), dim=1)
         cross_mask = torch.cat((mask, torch.ones_like(mask[:, :1])), dim=1)
         return cross, cross_mask, seconds.squeeze(1)
+
+
+def from_shard(shard_path, t5_config_path):
+    """The conditioners (T5 from its folder, the seconds embedder from the shard) and example
+    inputs of the exported shapes."""
+    tensors, config = shards.read(shard_path)
+    cond = ConditioningConfig.model_validate({"configs": [config["t5"], config["number"]],
+                                              "cond_dim": config["cond_dim"]})
+    model = Conditioners(config, load_t5(t5_config_path.parent, cond.cond_dim)).eval()
+    shards.load_strict(model.conditioners, tensors, layout.conditioners(cond), shard_path)
+    length = cond.t5.config.max_length
+    example = (torch.ones(1, length, dtype=torch.int64), torch.ones(1, length, dtype=torch.int64),
+               torch.tensor([10.0]))
+    return model, example

@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import OobleckDecoderConfig
+from pipeline.core.config import OobleckDecoderConfig
+
+from . import layout, shards
 
 
 def _take(module, state_dict, prefix, names, missing_keys):
@@ -177,3 +179,13 @@ class ExportDecoder(nn.Module):
         if self.decoder.scale != 1.0:
             latent = latent * self.decoder.scale
         return self.decoder.layers(latent[:, :, None])[:, :, 0]
+
+
+def from_shard(shard_path):
+    """The faithful decoder (weight norm folded) loaded from its shard, and an example latent."""
+    tensors, config = shards.read(shard_path)
+    cfg = OobleckDecoderConfig.model_validate(config["decoder"])
+    model = Decoder(cfg, config["scale"]).eval()
+    shards.load_strict(model, tensors, layout.decoder(cfg), shard_path)
+    g = torch.Generator().manual_seed(0)
+    return model, {"latent": torch.randn(1, cfg.latent_dim, config["latent_frames"], generator=g)}

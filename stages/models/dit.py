@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import DiTConfig
+from pipeline.core.config import DiTConfig
 
+from . import layout, shards
 from .layout import rotary_dim
 
 
@@ -177,3 +178,17 @@ class DiT(nn.Module):
         out = self.transformer(x.transpose(1, 2), g.unsqueeze(1), context)
         out = out.transpose(1, 2)[:, :, 1:]  # drop the prepended global token
         return self.postprocess_conv(out) + out
+
+
+def from_shard(shard_path):
+    """The DiT loaded from its shard, and example inputs of its fixed shapes."""
+    tensors, config = shards.read(shard_path)
+    cfg = DiTConfig.model_validate(config["dit"])
+    model = DiT(cfg, config["latent_frames"]).eval()
+    shards.load_strict(model, tensors, layout.dit(cfg), shard_path)
+    g = torch.Generator().manual_seed(0)
+    example = {"x": torch.randn(1, cfg.io_channels, config["latent_frames"], generator=g),
+               "t": torch.tensor([0.5]),
+               "cross_attn_cond": torch.randn(1, config["cond_tokens"], cfg.cond_token_dim, generator=g),
+               "global_cond": torch.randn(1, cfg.global_cond_dim, generator=g)}
+    return model, example

@@ -2,8 +2,8 @@
 
 Key names are the original stable-audio-tools ones; the re-authored modules use the same names
 relative to each submodule's prefix, so a shard loads without any remapping table."""
-from pipeline.config import ConditioningConfig, DiTConfig, ModelConfig, OobleckConfig, OobleckDecoderConfig
-from pipeline.errors import InputError
+from pipeline.core.config import ConditioningConfig, DiTConfig, ModelConfig, OobleckConfig, OobleckDecoderConfig
+from pipeline.core.errors import InputError
 
 PREFIXES = {
     "conditioners": "conditioner.conditioners.",
@@ -137,7 +137,7 @@ def check_keys(shapes: dict[str, tuple], expected: dict, path):
     missing = [k for k in expected if k not in shapes and not k.startswith(optional)]
     unexpected = [k for k in shapes if k not in expected]
     misshaped = [f"{k} {shapes[k]} != {expected[k]}" for k in shapes
-                 if k in expected and shapes[k] != expected[k]]
+                 if k in expected and tuple(shapes[k]) != tuple(expected[k])]
     problems = []
     if missing:
         problems.append(f"missing keys: {_listing(missing)}")

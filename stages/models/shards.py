@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from pipeline.errors import InputError
+from . import layout
 
 
 def read(path) -> tuple[dict, dict]:
@@ -17,16 +17,8 @@ def read(path) -> tuple[dict, dict]:
 
 
 def load_strict(module: torch.nn.Module, tensors: dict, expected: dict, source="shard"):
-    """Check names and shapes against the layout (original key names), then load with
-    strict=True. Every offending key is named in one error."""
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    misshaped = sorted(f"{k} {tuple(tensors[k].shape)} != {tuple(expected[k])}"
-                       for k in set(tensors) & set(expected) if tuple(tensors[k].shape) != tuple(expected[k]))
-    problems = [f"{what}: {', '.join(keys)}" for what, keys in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", misshaped)) if keys]
-    if problems:
-        first = (missing or unexpected or [misshaped[0].split(" ")[0]])[0]
-        raise InputError(Path(str(source)), first, "; ".join(problems))
+    """Check names and shapes against the layout (original key names; one error names every
+    offending key), then load with strict=True."""
+    layout.check_keys({k: tuple(t.shape) for k, t in tensors.items()}, expected, Path(str(source)))
     module.load_state_dict(tensors, strict=True)
     return module

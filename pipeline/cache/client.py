@@ -1,0 +1,315 @@
+"""The shared build cache around one stage action: look the stage's action key up in the store and
+restore its outputs (each verified by XXH3-128, then renamed into place), or let the stage run and
+upload what it made. Stages never know the cache exists.
+
+The cache never fails a build: a store that cannot be reached or refuses access turns the cache
+off for the rest of the process with one warning line; a missing or corrupt blob is reported
+for its stage, which then builds locally (and, read-write, replaces the blob)."""
+import atexit
+import logging
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipeline.core import atomic, keys
+from pipeline.core.config import CacheSettings, Profile
+from pipeline.core.dag import stages
+from pipeline.core.errors import InputError
+from pipeline.core.hashing import file_digest
+from pipeline.core.keys import StageKey
+from . import entries, remote
+from .store import Store, redact
+
+log = logging.getLogger("sao.cache")
+_ENV_URL, _ENV_MODE, _ENV_DOWNLOAD = "SAO_LITERT_CACHE", "SAO_LITERT_CACHE_MODE", "SAO_LITERT_CACHE_DOWNLOAD"
+
+
+class BlobUnavailable(Exception):
+    """A blob the cache cannot give: args (digest, "missing" or "corrupt")."""
+
+
+def settings(profile: Profile) -> CacheSettings:
+    """The profile's [cache] section with the environment's overrides: SAO_LITERT_CACHE=URL turns
+    the cache on read-write; SAO_LITERT_CACHE_MODE sets the mode, SAO_LITERT_CACHE_DOWNLOAD what
+    a restore downloads."""
+    s = profile.cache
+    if url := os.environ.get(_ENV_URL):
+        s = s.model_copy(update={"url": url, "mode": "read-write"})
+    if mode := os.environ.get(_ENV_MODE):
+        if mode not in ("read-write", "read", "off"):
+            raise InputError(f"${_ENV_MODE}", None, f"'{mode}' is not one of read-write, read, off")
+        s = s.model_copy(update={"mode": mode})
+    if download := os.environ.get(_ENV_DOWNLOAD):
+        if download not in ("toplevel", "all"):
+            raise InputError(f"${_ENV_DOWNLOAD}", None, f"'{download}' is not one of toplevel, all")
+        s = s.model_copy(update={"download": download})
+    if s.mode != "off" and not s.url:
+        raise InputError(profile.path, "cache.url", f"mode '{s.mode}' needs a store URL (or ${_ENV_URL})")
+    return s
+
+
+def stats_path(profile: Profile):
+    return profile.out / "logs" / "last_build.json"  # what the last build did, per stage; cache figures
+
+
+class Cache:
+    def __init__(self, profile: Profile):
+        self.cfg = settings(profile)
+        self.profile = profile
+        self._store = None
+        self._lock = threading.Lock()
+        self.bad: set[str] = set()  # blobs found corrupt: replaced on upload
+        self._local: dict = {}      # digest → a file restored in this process
+        self._uploader = None
+        self._consumed = remote.consumed(stages(profile)) if self.cfg.download == "toplevel" else set()
+        # Made at a build's first stage action: the record describes the last build that ran
+        # something (a no-op `doit` or `doit report` keeps it).
+        self.stats = {"url": redact(self.cfg.url or ""), "mode": self.cfg.mode, "hits": 0, "misses": 0,
+                      "bytes_down": 0, "bytes_up": 0, "bytes_left_in_cache": 0,
+                      "stages": {}, "times": {}, "warnings": []}
+        self._save()
+
+    @property
+    def readable(self) -> bool:
+        return self.cfg.mode != "off"
+
+    @property
+    def writable(self) -> bool:
+        return self.cfg.mode == "read-write"
+
+    # ------------------------------------------------------------------ the two operations
+    def restore(self, stage, key: StageKey, ran_on: str | None = None) -> StageKey | None:
+        """Outputs of an earlier identical run, in place and verified: the key they were found
+        under; None → build locally. `ran_on`: the worker that has just built them for this build
+        (pipeline/cluster/executor.py)."""
+        t0 = time.perf_counter()
+        try:
+            found = entries.find(self.store(), stage, key)
+            if found is not None and self._restore(self.store(), stage, *found, t0, ran_on):
+                return found[0]
+            if found is not None:
+                return None
+        except Exception as e:  # noqa: BLE001 - any store failure means: build locally
+            self._fail(e)
+            return None
+        if ran_on is None:
+            self._record(stage.name, "miss")
+        return None
+
+    def upload_soon(self, stage, key: StageKey):
+        """Upload in the background, so the stages that wait for this one can start now; the
+        process waits for its uploads before it exits."""
+        with self._lock:
+            if self._uploader is None:
+                self._uploader = ThreadPoolExecutor(1, thread_name_prefix="cache-upload")
+                atexit.register(self._uploader.shutdown, wait=True)
+            self._uploader.submit(self.upload, stage, key)
+
+    def upload(self, stage, key: StageKey):
+        try:
+            sent = entries.publish(self.store(), stage, key, self.log_file(stage),
+                                   remote.registry(self.profile.out), replace=self.bad)
+        except Exception as e:  # noqa: BLE001
+            self._fail(e)
+            return
+        with self._lock:
+            self.stats["bytes_up"] += sent
+            self._save()
+        if sent:
+            log.info("  %s: uploaded %.1f MB to the cache", stage.name, sent / 1e6)
+
+    def store(self) -> Store:
+        with self._lock:
+            if self._store is None:
+                self._store = Store(self.cfg.url, self.cfg.options)
+            return self._store
+
+    def log_file(self, stage) -> Path:
+        return self.profile.out / "logs" / f"{stage.name}.log"
+
+    # ------------------------------------------------------------------ details
+    def _restore(self, store, stage, key: StageKey, entry: dict, t0, ran_on) -> bool:
+        try:
+            want = {role: (entry["outputs"][role], path) for role, path in stage.outputs.items()}
+            for role, path in entries.files(stage, self.log_file(stage)).items():
+                if role not in stage.outputs:
+                    want[role] = (entry[role], path)
+        except (KeyError, TypeError):
+            return self._unusable(stage, f"entry ac/{key.action}.json is malformed")
+        reg = remote.registry(self.profile.out)
+        here = {role for role, (blob, path) in want.items() if _holds(path, blob)}
+        # Toplevel: what another stage reads stays in the store until a stage that runs needs it.
+        keep = {role for role, (_, path) in want.items() if path in self._consumed} - here
+        tmps, size, left = {}, 0, 0
+        try:
+            for role, (blob, path) in want.items():
+                if role in here:
+                    continue
+                if role in keep:
+                    if store.blob_size(blob["digest"]) != blob["size"]:
+                        return self._unusable(stage, f"blob {blob['digest']} ({role}) is missing")
+                    left += blob["size"]
+                    continue
+                try:
+                    tmps[role] = self._download(store, blob["digest"], path)
+                except BlobUnavailable as e:
+                    return self._unusable(stage, f"blob {e.args[0]} ({role}) is {e.args[1]}")
+                size += blob["size"]
+            for role, (blob, path) in want.items():
+                if role in keep:
+                    path.unlink(missing_ok=True)  # another build's file; the record says what is there
+                    reg.add(path, blob["digest"], blob["size"])
+                elif role in tmps:
+                    self._place(tmps[role], path, blob["digest"], reg)
+                else:
+                    reg.drop([path])
+                    self._local[blob["digest"]] = path
+            keys.write_depfile(keys.depfile(self.profile.out, stage.name), key.code)
+        finally:
+            for tmp in tmps.values():
+                tmp.unlink(missing_ok=True)
+        secs = time.perf_counter() - t0
+        kept = f"; {left / 1e6:.1f} MB left in the cache" if left else ""
+        with self._lock:
+            self.stats["bytes_left_in_cache"] += left
+        if ran_on:
+            log.info("  %s: ran on %s; fetched %.1f MB in %.1f s%s", stage.name, ran_on, size / 1e6, secs, kept)
+            self.ran(stage.name, f"ran on {ran_on}")
+        else:
+            log.info("  %s: restored from cache (%.1f MB, %.1f s%s)", stage.name, size / 1e6, secs, kept)
+            self._record(stage.name, "hit")
+        return True
+
+    def fetch(self, stage, path, rec: dict) -> bool:
+        """One file this build kept in the store, downloaded into place and verified. False (with
+        a warning when the store misbehaved) when the cache cannot give it."""
+        digest, path = rec["digest"], Path(path)
+        if not self.readable or digest in self.bad:
+            return False
+        t0 = time.perf_counter()
+        try:
+            tmp = self._download(self.store(), digest, path)
+        except BlobUnavailable as e:
+            self._warn(f"cache: {stage.name}: blob {digest} ({path.name}) is {e.args[1]}")
+            return False
+        except Exception as e:  # noqa: BLE001 - the store failed
+            self._fail(e)
+            return False
+        try:
+            self._place(tmp, path, digest, remote.registry(self.profile.out))
+        finally:
+            tmp.unlink(missing_ok=True)
+        log.info("  %s: fetched %s from the cache (%.1f MB, %.1f s)", stage.name, path.name,
+                 rec["size"] / 1e6, time.perf_counter() - t0)
+        return True
+
+    def _download(self, store, digest: str, path: Path) -> Path:
+        """The blob into a temporary sibling of `path`, verified: that temporary path.
+        BlobUnavailable when the store has no such blob or its bytes are not the digest's."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = atomic.tmp_path(path)
+        try:
+            got = self._get_blob(store, digest, tmp)
+        except FileNotFoundError:
+            tmp.unlink(missing_ok=True)
+            raise BlobUnavailable(digest, "missing") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if got != digest:
+            tmp.unlink(missing_ok=True)
+            self.bad.add(digest)
+            raise BlobUnavailable(digest, "corrupt")
+        return tmp
+
+    def _place(self, tmp: Path, path: Path, digest: str, reg):
+        """A downloaded, verified blob into place; the file is no longer only in the cache."""
+        remote.commit_fetched(tmp, path, digest, reg)
+        self._local[digest] = path
+
+    def _get_blob(self, store, digest: str, dst) -> str:
+        """A blob this build already has on disk (the bundle repeats the final files) is copied
+        locally; any other is downloaded. Returns the digest of what was written."""
+        local = self._local.get(digest)
+        if local is not None and local.is_file():
+            shutil.copyfile(local, dst)
+            return file_digest(dst)
+        return store.get_blob(digest, dst, progress=self._down)
+
+    def _down(self, nbytes: int):
+        """Bytes downloaded, counted as they arrive (the live status line shows them)."""
+        with self._lock:
+            self.stats["bytes_down"] += nbytes
+
+    def _unusable(self, stage, why: str) -> bool:
+        self._warn(f"cache: {stage.name}: {why}; building it locally")
+        self._record(stage.name, "miss")
+        return False
+
+    def _fail(self, e: Exception):
+        """The store failed: one warning, then no more cache for this process."""
+        with self._lock:
+            if self.cfg.mode == "off":
+                return
+            self.cfg = self.cfg.model_copy(update={"mode": "off"})
+        msg = redact(str(e)).splitlines()[0] if str(e) else ""
+        self._warn(f"cache: store {self.stats['url']} unusable ({type(e).__name__}: {msg}); "
+                   "building locally without the cache")
+
+    def _warn(self, text: str):
+        log.warning("warning: %s", text)
+        with self._lock:
+            self.stats["warnings"].append(text)
+            self._save()
+
+    def _record(self, stage: str, outcome: str):
+        with self._lock:
+            self.stats["hits" if outcome == "hit" else "misses"] += 1
+            self.stats["stages"][stage] = "restored" if outcome == "hit" else "missed"
+            self._save()
+
+    def ran(self, stage: str, outcome: str = "ran"):
+        """A stage ran here (outcome "ran"), on a worker ("ran on ADDRESS") or failed ("failed")."""
+        with self._lock:
+            self.stats["stages"][stage] = outcome
+            self._save()
+
+    @contextmanager
+    def timing(self, stage: str):
+        """Record when the block started and ended (Unix seconds; the last block of a stage wins)."""
+        start = time.time()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.stats["times"][stage] = [round(start, 3), round(time.time(), 3)]
+                self._save()
+
+    def _save(self):
+        atomic.write_json(stats_path(self.profile), self.stats)
+
+
+def _holds(path, blob: dict) -> bool:
+    """The file is already on disk with the blob's bytes."""
+    return path.is_file() and path.stat().st_size == blob["size"] and file_digest(path) == blob["digest"]
+
+
+_caches: dict[str, Cache] = {}
+_caches_lock = threading.Lock()
+
+
+def existing(profile: Profile) -> Cache | None:
+    """The profile's Cache if this process has made one (a build has started a stage action)."""
+    return _caches.get(profile.name)
+
+
+def for_profile(profile: Profile) -> Cache:
+    """One Cache per profile and process: doit's threads share its store, warnings and stats."""
+    with _caches_lock:
+        if profile.name not in _caches:
+            _caches[profile.name] = Cache(profile)
+        return _caches[profile.name]

@@ -1,0 +1,61 @@
+"""Action entries: what the store says an earlier run of a stage produced. `ac/<action key>.json`
+names every output's blob (by role), the log's and the record's; `deps/<bare key>.json` the
+project files that stage's code was, so a checkout that never ran the stage can compute the
+key. Blobs are written first, the deps record next, the entry last: a killed upload leaves no
+entry. Entries hold no machine name, path or credential."""
+import os
+import platform
+import time
+from datetime import datetime, timezone
+
+from pipeline.core import toolchain
+from pipeline.core.hashing import file_digest
+from pipeline.core.keys import StageKey, code_digests
+from pipeline.core.log import record_of
+from .store import Store
+
+FORMAT = 2
+_TEST_PAUSE = "SAO_LITERT_CACHE_TEST_PAUSE_S"  # test hook: sleep between blobs and entry (kill test)
+
+
+def find(store: Store, stage, key: StageKey) -> tuple[StageKey, dict] | None:
+    """(key, action entry) of an earlier identical run. The key hashes the code as this checkout
+    has it, or, for a stage never run here, the file list its producer recorded (`deps/`)."""
+    candidates = [key]
+    if seen := store.get_json("deps", key.bare):
+        candidates.append(key.with_code(seen["files"]))
+    for k in candidates:
+        if (entry := store.get_json("ac", k.action)) is not None:
+            return k, entry
+    return None
+
+
+def files(stage, log_file) -> dict:
+    """role → path of everything an entry names: the outputs, the log and the record."""
+    return {**stage.outputs, "log": log_file, "record": record_of(log_file)}
+
+
+def publish(store: Store, stage, key: StageKey, log_file, reg=None, replace=()) -> int:
+    """Upload a stage's outputs, log and record: blobs first (create-only; digests in `replace`
+    are re-uploaded; the files `reg` says a restore left in the store are not on disk), then the
+    deps record, then the action entry, last. Returns the bytes sent."""
+    entry_files, sent = {}, 0
+    for role, path in files(stage, log_file).items():
+        if reg and (rec := reg.get(path)):  # kept in the store: the blob must be there already
+            if store.blob_size(rec["digest"]) != rec["size"]:
+                raise FileNotFoundError(f"{path} is not on disk and its blob is not in this store")
+            entry_files[role] = rec
+            continue
+        digest = file_digest(path)
+        sent += store.put_blob(path, digest, replace=digest in replace)
+        entry_files[role] = {"digest": digest, "size": os.path.getsize(path)}
+    if pause := float(os.environ.get(_TEST_PAUSE, 0)):
+        time.sleep(pause)
+    store.put_json("deps", key.bare, {"files": key.code})
+    log_blob, record_blob = entry_files.pop("log"), entry_files.pop("record")
+    store.put_json("ac", key.action, {
+        "format": FORMAT, "stage": stage.name, "key": key.action, "outputs": entry_files, "log": log_blob,
+        "record": record_blob, "code": code_digests(key.code), "toolchain": toolchain.versions(stage.tools),
+        "host": {"platform": platform.platform(), "python": platform.python_version()},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return sent

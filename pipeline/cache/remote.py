@@ -1,0 +1,84 @@
+"""Outputs kept in the shared cache instead of on this disk: "build without the bytes", as
+Bazel's `--remote_download_outputs=toplevel`.
+
+With `[cache] download = "toplevel"` (the default) a stage restored from the cache downloads only
+the files no stage reads (the bundle, the reports, its log). Each output another stage reads is
+recorded here instead, once the store has shown its blob: path → XXH3-128 digest and size, in
+`artifacts/<profile>/.remote.json`. doit's checker (pipeline/build/checker.py) sees a recorded
+path as an existing file with that digest, so a build whose stages all restore moves only the
+final bytes. A stage that has to run reads its recorded inputs in first, or has their producer
+run again (`materialize`, pipeline/build/tasks.py). A file on disk always wins over a record."""
+import json
+import os
+import threading
+from pathlib import Path
+
+from pipeline.core import atomic
+from pipeline.core.hashing import file_digest, remember
+
+class Registry:
+    """The recorded files of one profile (paths relative to its artifacts folder)."""
+
+    def __init__(self, out: Path):
+        self.out, self.path = Path(out), Path(out) / ".remote.json"
+        self._lock = threading.Lock()
+        try:
+            self._files = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self._files = {}
+
+    def _rel(self, path) -> str:
+        return os.path.relpath(os.path.abspath(path), os.path.abspath(self.out))
+
+    def get(self, path) -> dict | None:
+        """{"digest", "size"} of a file kept in the cache; None when it is on disk or unknown."""
+        rec = self._files.get(self._rel(path))
+        return rec if rec is not None and not os.path.lexists(path) else None
+
+    def paths(self) -> list[Path]:
+        return [self.out / rel for rel in sorted(self._files) if self.get(self.out / rel)]
+
+    def add(self, path, digest: str, size: int):
+        self._update({self._rel(path): {"digest": digest, "size": size}}, ())
+
+    def drop(self, paths):
+        self._update({}, [self._rel(p) for p in paths])
+
+    def _update(self, add: dict, drop):
+        with self._lock:
+            if all(self._files.get(k) == v for k, v in add.items()) and not set(drop) & set(self._files):
+                return
+            self._files.update(add)
+            for k in drop:
+                self._files.pop(k, None)
+            atomic.write_json(self.path, self._files)
+
+
+_registries: dict[Path, Registry] = {}
+_registries_lock = threading.Lock()
+
+
+def registry(out: Path) -> Registry:
+    with _registries_lock:
+        key = Path(out).resolve()
+        if key not in _registries:
+            _registries[key] = Registry(out)
+        return _registries[key]
+
+
+def digest_of(path, reg: Registry | None) -> str:
+    """A file's XXH3-128: its record's when it is kept in the cache, else its bytes'."""
+    rec = reg.get(path) if reg is not None else None
+    return rec["digest"] if rec else file_digest(path)
+
+
+def consumed(table) -> set[Path]:
+    """The files some stage reads: the outputs a toplevel restore leaves in the cache."""
+    return {p for s in table for p in s.inputs.values()}
+
+
+def commit_fetched(tmp: Path, path: Path, digest: str, reg: Registry):
+    """A downloaded, verified blob into place; the file is no longer only in the cache."""
+    atomic.commit(tmp, path)
+    remember(path, digest)
+    reg.drop([path])

@@ -1,0 +1,352 @@
+"""Benchmark: `./dev bench [PROFILE]` → artifacts/<profile>/reports/bench.json + a table.
+
+No-op doit time, XXH3 checker vs doit's MD5Checker on a 1 GiB file, full build time with the
+default command (plain doit, a fresh copy of the profile), peak stage memory and peak memory of
+all processes together, `doit cache_push` of that build into a loopback SeaweedFS cache, a
+fresh checkout restoring everything from that cache, the default profile on a 2-worker Dask
+LocalCluster vs serial, bundle latency per stage vs PyTorch, every bundled model's load / first /
+warm invoke (decoders also vs PyTorch: ratio, SNR), artifact sizes."""
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pipeline.core.atomic import write_json
+from pipeline.core.config import DEFAULT_PROFILE, REPO, artifacts_root, load_profile
+from pipeline.core.log import read_records
+from pipeline.core.procs import child_env
+from .seaweed import BUCKET, SeaweedS3
+
+log = logging.getLogger("sao.bench")
+
+
+# Runs a command and writes the peak RSS (kB) of its process tree's largest process to argv[1].
+_PEAK = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[2:]); "
+         "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(rc)")
+
+
+def _doit(*args, cwd=REPO, env=None, peak: dict | None = None):
+    """Seconds of one doit run; with `peak`, also its largest process's peak RSS and the peak of
+    all its processes' RSS together (sampled every 0.2 s), in MB."""
+    env = child_env(**(env or {}))
+    with tempfile.NamedTemporaryFile() as rss:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", _PEAK, rss.name, sys.executable, "-m", "doit", *args],
+                                cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        total = _sample_total_rss(proc)
+        seconds = time.perf_counter() - t0
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args)
+        if peak is not None:
+            peak["peak_rss_mb"] = int(Path(rss.name).read_text()) / 1024
+            peak["peak_total_rss_mb"] = total / 1e6
+    return seconds
+
+
+def _sample_total_rss(proc) -> int:
+    """Wait for proc; the largest sum of RSS over it and its descendants seen while it ran."""
+    import psutil
+    top, root = 0, psutil.Process(proc.pid)
+    while proc.poll() is None:
+        total = 0
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        top = max(top, total)
+        time.sleep(0.2)
+    return top
+
+
+def checkout(dst: Path) -> Path:
+    """A copy of this working tree (tracked and untracked-but-not-ignored files), like a clone."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                           stdout=subprocess.PIPE).stdout.decode().split("\0")
+    for f in filter(None, files):
+        if (REPO / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dst / f)
+    return dst
+
+
+def cache_restore(profile_file: Path, built_out: Path, cache_env: dict, download: str) -> dict:
+    """A fresh checkout, same profile, same cache: everything restored (`download`: "toplevel"
+    leaves what only other stages read in the store, "all" downloads it). Wall time, the peak RSS
+    of the doit process (restores run no stage process), bytes moved, and bundle equality."""
+    with tempfile.TemporaryDirectory(dir=artifacts_root()) as d:
+        clone = checkout(Path(d) / "checkout")
+        shutil.copyfile(profile_file, clone / "profiles" / profile_file.name)
+        peak = {}
+        seconds = _doit(f"profile=profiles/{profile_file.name}", cwd=clone, peak=peak,
+                        env={**cache_env, "SAO_LITERT_CACHE_DOWNLOAD": download})
+        out = clone / "artifacts" / built_out.name
+        stats = json.loads((out / "logs" / "last_build.json").read_text())
+        same = (json.loads((out / "bundle" / "manifest.json").read_text())["files"]
+                == json.loads((built_out / "bundle" / "manifest.json").read_text())["files"])
+    return {"download": download, "seconds": seconds, **peak, "hits": stats["hits"], "misses": stats["misses"],
+            "bytes_down": stats["bytes_down"], "bytes_left_in_cache": stats["bytes_left_in_cache"],
+            "bundle_equal": same}
+
+
+def cluster_build(cache_env: dict) -> dict:
+    """The default profile built on a 2-worker LocalCluster (separate processes, one thread each)
+    through the cache, against a local serial build (`doit -n 1`): wall times and their ratio, and
+    per stage the Dask path's overhead: the client's span from submit to restored, less the stage
+    process's own run time on the worker (inputs in, outputs out, scheduling)."""
+    from distributed import Client, LocalCluster
+    from pipeline.cluster.worker import EVENT_TOPIC
+    d = Path(tempfile.mkdtemp(dir=artifacts_root()))
+    serial, clustered = d / "bench_serial.toml", d / "bench_cluster.toml"
+    for p in (serial, clustered):
+        shutil.copyfile(DEFAULT_PROFILE, p)
+        shutil.rmtree(load_profile(p).out, ignore_errors=True)
+    try:
+        serial_s = _doit(f"profile={serial}", "-n", "1")
+        aws = {k: v for k, v in cache_env.items() if k.startswith("AWS_")}
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                          resources={"MEM": 4e9}, env=aws, local_directory=str(d / "workers")) as cluster, \
+                Client(cluster) as client:
+            env = {**aws, "SAO_LITERT_CACHE": f"s3://{BUCKET}/bench-cluster",
+                   "SAO_LITERT_SCHEDULER": cluster.scheduler_address}
+            cluster_s = _doit(f"profile={clustered}", env=env)
+            ran = {m["stage"]: m["run_s"] for _, m in client.get_events(EVENT_TOPIC)}
+        record = json.loads((load_profile(clustered).out / "logs" / "last_build.json").read_text())
+        if set(ran) != set(record["stages"]):
+            raise RuntimeError(f"the cluster build ran {sorted(ran)} on workers; the client says {record['stages']}, "
+                               f"warnings {record['warnings']}")
+        times = record["times"]
+        overhead = {s: round(t1 - t0 - ran[s], 2) for s, (t0, t1) in times.items() if s in ran}
+        return {"profile": "default", "workers": 2, "serial_s": serial_s, "cluster_s": cluster_s,
+                "cluster_over_serial": cluster_s / serial_s, "overhead_s": overhead,
+                "overhead_median_s": statistics.median(overhead.values())}
+    finally:
+        for p in (serial, clustered):
+            shutil.rmtree(load_profile(p).out, ignore_errors=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def checker_throughput(size=1 << 30) -> dict:
+    from doit.dependency import MD5Checker
+    from pipeline.build.checker import XXH3Checker
+    from pipeline.core import hashing
+    with tempfile.TemporaryDirectory(dir=artifacts_root()) as d:
+        f = Path(d) / "blob"
+        with open(f, "wb") as out:
+            chunk = os.urandom(64 << 20)
+            for _ in range(size // len(chunk)):
+                out.write(chunk)
+        res = {}
+        for name, checker in (("xxh3_128", XXH3Checker()), ("md5", MD5Checker())):
+            checker.get_state(str(f), None)  # warm the page cache
+            hashing._known.clear()  # time the hashing, not this process's digest memo
+            t0 = time.perf_counter()
+            checker.get_state(str(f), None)
+            res[name] = size / (time.perf_counter() - t0) / 1e9
+    return {"file_gib": size / (1 << 30), "xxh3_gb_s": res["xxh3_128"], "md5_gb_s": res["md5"],
+            "ratio": res["xxh3_128"] / res["md5"]}
+
+
+def stage_figures(out: Path) -> dict:
+    """Seconds and peak RSS of every stage that ran, from its record (logs/<stage>.json)."""
+    return {n: {"seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"]}
+            for n, r in read_records(out).items() if r["outcome"] == "ran"}
+
+
+def latency(profile_path: Path, threads=2) -> dict:
+    """Per-stage seconds of the LiteRT bundle and the PyTorch modules on the same inputs, noise and
+    thread count (each run twice; the second, warm run counts), and LiteRT/PyTorch ratios."""
+    from runtime import ping_pong
+    from runtime.generate import Request, generate, load_manifest
+    from .reference import generate as reference
+    bundle = load_profile(profile_path).out / "bundle"
+    manifest = load_manifest(bundle)
+    req = Request("warm analog synth pad", 10.0, 0, manifest["sampler"]["steps"], threads)
+    noise = ping_pong.noises(0, manifest["sampler"]["latent_shape"], req.steps)
+    lite = [generate(bundle, req, noise, manifest)[2] for _ in range(2)][-1]
+    torch_ = [reference(profile_path, req, noise)[2] for _ in range(2)][-1]
+    for t in (lite, torch_):
+        t["end_to_end"] = t["conditioners"] + t["dit_total"] + t["decoder"]
+    return {"threads": threads, "steps": req.steps, "litert_s": lite, "pytorch_s": torch_,
+            "litert_over_pytorch": {k: lite[k] / torch_[k] for k in STAGES}}
+
+
+STAGES = ("conditioners", "dit_step", "decoder", "end_to_end")
+
+
+def first_generation(profile_path: Path, threads=2) -> dict:
+    """`sao-litert generate … --reference` in a fresh process, as a user runs it: LiteRT and PyTorch
+    seconds from process start to audio (load + every first call), without the bundle's XNNPACK
+    weight cache and then with it (the second start), and their ratios."""
+    from runtime.generate import WEIGHT_CACHE
+    bundle = load_profile(profile_path).out / "bundle"
+    shutil.rmtree(bundle / WEIGHT_CACHE, ignore_errors=True)
+    result = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in ("no_weight_cache", "weight_cache"):
+            report = Path(tmp) / f"{run}.json"
+            subprocess.run([sys.executable, "-m", "pipeline.tools.cli", "generate", "--bundle", str(bundle), "--prompt",
+                            "warm analog synth pad", "--threads", str(threads), "--out", str(Path(tmp) / "x.wav"),
+                            "--reference", str(profile_path), "--report", str(report)],
+                           cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+            r = json.loads(report.read_text())
+            lite, ref = (sum(t[k] for k in ("load", "conditioners", "dit_total", "decoder"))
+                         for t in (r["times_s"], r["reference_times_s"]))
+            result[run] = {"litert_s": lite, "pytorch_s": ref, "litert_over_pytorch": lite / ref,
+                           "snr_db": r["snr_db"], "litert_times_s": r["times_s"]}
+    return result
+
+
+def model_latency(profile_path: Path, threads=2, warm_runs=3) -> dict:
+    """Every model of the bundle in a fresh interpreter: load, first invoke and warm invoke (median
+    of `warm_runs` more) in seconds, on seeded inputs of its signature (floats unit-variance, ints
+    1), and its size. Every decoder precision also runs on the same latent as the PyTorch decoder
+    (same threads): warm ratio and audio SNR against it."""
+    import numpy as np
+    import torch
+    from runtime.litert import Model
+    from runtime.parity import metrics
+    from stages.models.decoder import from_shard as build
+    torch.set_num_threads(threads)
+    out_dir = load_profile(profile_path).out
+    manifest = json.loads((out_dir / "bundle" / "manifest.json").read_text())
+    model, example = build(out_dir / "shards" / "decoder.safetensors")
+    rng = np.random.default_rng(7)
+    latent = rng.standard_normal(example["latent"].shape).astype(np.float32)
+    with torch.no_grad():
+        torch_s = []
+        for _ in range(1 + warm_runs):
+            t0 = time.perf_counter()
+            ref = model(torch.from_numpy(latent)).numpy()
+            torch_s.append(time.perf_counter() - t0)
+    result = {"pytorch_decoder_warm_s": statistics.median(torch_s[1:]), "models": {}}
+    for name, m in manifest["models"].items():
+        feed = {i["name"]: (rng.standard_normal(i["shape"]) if "float" in i["dtype"] else np.ones(i["shape"]))
+                .astype(i["dtype"]) for i in m["inputs"]}
+        if name.startswith("autoencoder_"):
+            feed = {"latent": latent}
+        row = {"precision": m.get("precision"), "bytes": manifest["files"][name]["bytes"]}
+        with tempfile.TemporaryDirectory() as cache:
+            # Interpreter; then CompiledModel packing its weight cache; then one mapping it.
+            for how, folder in (("", None), ("cache_written_", cache), ("cache_read_", cache)):
+                t0 = time.perf_counter()
+                lite = Model(out_dir / "bundle" / name, threads,
+                             folder and (Path(folder), manifest["files"][name]["xxh3_128"]))
+                load, runs = time.perf_counter() - t0, []
+                if folder and lite.compiled is None:
+                    break  # CompiledModel cannot take this model's inputs: the Interpreter runs it
+                for _ in range(1 + (warm_runs if not how else 1)):
+                    t0 = time.perf_counter()
+                    got = lite(**feed)
+                    runs.append(time.perf_counter() - t0)
+                row.update({f"{how}load_s": load, f"{how}first_s": runs[0]})
+                row.update({} if how else {"warm_s": statistics.median(runs[1:])})
+        if name.startswith("autoencoder_"):
+            row.update(warm_over_pytorch=row["warm_s"] / result["pytorch_decoder_warm_s"],
+                       snr_db_vs_pytorch=metrics(ref, next(iter(got.values())))["snr_db"])
+        result["models"][name] = row
+    return result
+
+
+def main(argv):
+    """Everything is measured on a fresh copy of the profile (artifacts/bench_<name>), built once."""
+    profile_path = Path(argv[0] if argv else REPO / "profiles" / "default.toml").resolve()
+    profile = load_profile(profile_path)
+    # Beside the original, so relative source paths still resolve; named after the file.
+    copy = profile_path.with_name(f"bench_{profile.name}.toml")
+    copy.write_text(re.sub(r"(?m)^name\s*=.*$", "", profile_path.read_text()))
+    bench = load_profile(copy)
+    shutil.rmtree(bench.out, ignore_errors=True)
+    store = tempfile.TemporaryDirectory(dir=artifacts_root())
+    server = SeaweedS3(Path(store.name)).start()
+    cache_env = {**server.env(), "SAO_LITERT_CACHE": f"s3://{BUCKET}/bench"}
+    try:
+        log.info("building %s from scratch with plain doit (progress: %s)", copy.name, bench.out / "logs")
+        build_peak = {}
+        build_s = _doit(f"profile={copy}", peak=build_peak)
+        log.info("built in %.0f s; pushing it into a loopback S3 cache …", build_s)
+        push_s = _doit("cache_push", f"profile={copy}", env=cache_env)
+        uploaded = json.loads((bench.out / "logs" / "last_build.json").read_text())["bytes_up"]
+        log.info("pushed in %.0f s; a fresh checkout restores it from the cache …", push_s)
+        restore = {**cache_restore(copy, bench.out, cache_env, "toplevel"), "bytes_up_by_push": uploaded,
+                   "push_s": push_s, "download_all": cache_restore(copy, bench.out, cache_env, "all")}
+        for r in (restore, restore["download_all"]):
+            r["over_build"] = r["seconds"] / build_s
+        stages = stage_figures(bench.out)
+        peak = max(stages, key=lambda k: stages[k]["peak_rss_mb"])
+        log.info("restored in %.1f s; the default profile on a 2-worker Dask cluster vs serial …", restore["seconds"])
+        dask = cluster_build(cache_env)
+        server.stop()  # now: the latency figures below must not share the cores with it
+        log.info("no-op doit, file checkers, latency …")
+        noop = statistics.median(_doit(f"profile={copy}") for _ in range(3))
+        result = {"profile": profile.name, "noop_doit_s": noop, "checker": checker_throughput(),
+                  "full_build": {"seconds": build_s, "command": "doit (default parallelism, memory admission)",
+                                 "peak_rss_mb": stages[peak]["peak_rss_mb"], "peak_stage": peak,
+                                 "peak_total_rss_mb": build_peak["peak_total_rss_mb"], "stages": stages},
+                  "dask": dask,
+                  "cache_restore": restore,
+                  "parity": {r.stem: {c["check"]: c["value"] for c in json.loads(r.read_text())["checks"]}
+                             for r in sorted((bench.out / "reports").glob("parity_*.json"))},
+                  "latency": latency(copy),
+                  "first_generation": first_generation(copy),
+                  "models": model_latency(copy),
+                  "sizes_bytes": {**{k: v["bytes"] for k, v in
+                                     json.loads((bench.out / "bundle" / "manifest.json").read_text())["files"].items()},
+                                  "dit_float32.tflite (not bundled)": (bench.out / "dit" / "dit_float32.tflite").stat().st_size}}
+        write_json(bench.out / "reports" / "bench.json", result)
+        log.info("build report …")
+        subprocess.run([sys.executable, "-m", "pipeline.tools.report", str(copy)], cwd=REPO, check=True)
+        (profile.out / "reports").mkdir(parents=True, exist_ok=True)
+        for f in ("index.html", "sample_litert.wav", "sample_pytorch.wav"):
+            shutil.copyfile(bench.out / "reports" / f, profile.out / "reports" / f)
+    except subprocess.CalledProcessError:
+        sys.exit(f"bench: building {copy.name} failed; its artifacts and logs are kept in {bench.out}")
+    finally:
+        copy.unlink(missing_ok=True)
+        server.stop()
+        store.cleanup()
+    shutil.rmtree(bench.out)
+    write_json(profile.out / "reports" / "bench.json", result)
+    c, b, lat = result["checker"], result["full_build"], result["latency"]
+    rows = [("no-op doit", f"{noop:.3f} s"),
+            ("xxh3 vs md5 (1 GiB)", f"{c['xxh3_gb_s']:.2f} vs {c['md5_gb_s']:.2f} GB/s = {c['ratio']:.1f}x"),
+            ("full build, plain doit",
+             f"{b['seconds']:.1f} s, peak {b['peak_rss_mb']} MB ({b['peak_stage']}), all processes "
+             f"{b['peak_total_rss_mb']:.0f} MB"),
+            ("default profile: 2-worker Dask cluster vs doit -n 1", "{cluster_s:.1f} s vs {serial_s:.1f} s = "
+             "{cluster_over_serial:.2f}; Dask overhead per stage median {overhead_median_s:.2f} s".format(**result["dask"])),
+            *((f"fresh checkout restoring all from the cache, download {r['download']}",
+               "{seconds:.1f} s = {over_build:.3f} of the build, peak {peak_rss_mb:.0f} MB, {hits} hits / "
+               "{misses} misses, {bytes_down:.3g} B down, {bytes_left_in_cache:.3g} B left in the cache, "
+               "bundle equal: {bundle_equal}".format(**r))
+              for r in (result["cache_restore"], result["cache_restore"]["download_all"]))]
+    rows += [(f"{k} LiteRT / PyTorch", f"{lat['litert_s'][k] * 1e3:.1f} / {lat['pytorch_s'][k] * 1e3:.1f} ms "
+              f"= {lat['litert_over_pytorch'][k]:.2f}") for k in STAGES]
+    rows += [(f"first generation in a fresh process, {k}", "LiteRT {litert_s:.2f} s / PyTorch {pytorch_s:.2f} s = "
+              "{litert_over_pytorch:.2f}; latent SNR {snr_db[latent]:.1f} dB".format(**v))
+             for k, v in result["first_generation"].items()]
+    mod = result["models"]
+    rows += [(f"{k} ({v['precision']}) load / first / warm", f"{v['load_s']:.2f} / {v['first_s']:.3f} / "
+              f"{v['warm_s']:.3f} s, {v['bytes'] / 1e6:.1f} MB" + (
+                  f"; with its weight cache load + first {v['cache_read_load_s'] + v['cache_read_first_s']:.3f} s"
+                  if "cache_read_load_s" in v else "") + (
+                  f"; {v['warm_over_pytorch']:.2f} of PyTorch {mod['pytorch_decoder_warm_s']:.2f} s, "
+                  f"SNR {v['snr_db_vs_pytorch']:.1f} dB" if "snr_db_vs_pytorch" in v else ""))
+             for k, v in mod["models"].items()]
+    rows += [(f"stage {k}", f"{v['seconds']:.1f} s, peak {v['peak_rss_mb']} MB") for k, v in b["stages"].items()]
+    rows += [(f"{r[7:]}: {k}", f"{v:.4g}") for r, checks in result["parity"].items() for k, v in checks.items()]
+    rows += [(f"size {k}", f"{v / 1e6:.2f} MB") for k, v in result["sizes_bytes"].items()]
+    for k, v in rows:
+        log.info("%-56s %s", k, v)
+    log.info("written: %s and index.html beside it", profile.out / "reports" / "bench.json")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    main(sys.argv[1:])

@@ -1,0 +1,90 @@
+"""`sao-litert init NAME --model FOLDER|REPO_ID --t5 FOLDER|REPO_ID`: write profiles/NAME.toml for
+a model on disk, after checking all that can be checked without loading the weights: the files,
+model_config.json's schema, the checkpoint's key names and shapes (safetensors header, or a .ckpt
+mapped with weights_only), and the T5 width against the model's cond_dim. Nothing is written
+unless every check passes; errors are the build's one-line `error: FILE: FIELD: …`."""
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+from pipeline.core.atomic import write_bytes
+from pipeline.core.config import REPO, load_model_config, load_profile
+from pipeline.core.errors import InputError
+
+log = logging.getLogger("sao.init")
+
+
+def checkpoint_shapes(path: Path) -> dict[str, tuple]:
+    """Key → shape without reading a tensor: the safetensors header, or torch.load with mmap."""
+    if path.suffix != ".safetensors":
+        from stages.checkpoint import load_checkpoint  # weights_only, mmap: tensors are not read
+        return {k: tuple(v.shape) for k, v in load_checkpoint(path).items()}
+    from safetensors import SafetensorError, safe_open
+    try:
+        with safe_open(path, framework="numpy") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise InputError(path, None, f"unreadable safetensors file: {e}") from None
+
+
+def check(profile_path: Path):
+    from stages.models import layout
+    src = load_profile(profile_path).source  # folders, repo ids, files present
+    cfg = load_model_config(src.model_config_json)
+    layout.check_keys(checkpoint_shapes(src.checkpoint), layout.checkpoint_layout(cfg), src.checkpoint)
+    t5_config = src.t5_dir / "config.json"
+    layout.check_t5_width(t5_config, json.loads(t5_config.read_text()).get("d_model"), cfg.conditioning.cond_dim)
+    return src
+
+
+def text(name: str, model: str, t5: str, revision: str | None, t5_revision: str | None, src=None) -> str:
+    """The profile; `src` (the resolved source) adds what each field resolved to, as comments."""
+    lines = [f"# Written by `sao-litert init {name}`. Build: ./dev build profile=profiles/{name}.toml",
+             "[source]", 'kind = "files"',
+             "# The Stable Audio Open Small download: a folder, or a Hugging Face repo id looked up in",
+             "# the local cache ($HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub), never downloaded.",
+             f"model = {json.dumps(model)}"]
+    if revision:
+        lines += ["# The cached revision to use (a branch, tag or commit; default: main).",
+                  f"revision = {json.dumps(revision)}"]
+    if src:
+        lines += [f"# Resolved now: {src.model_config_json.parent}",
+                  f"# Checkpoint: {src.checkpoint.name} (model.safetensors is preferred over model.ckpt: no pickle)."]
+    lines += ["# The T5 encoder (google-t5/t5-base for SAOS): config.json, model.safetensors, spiece.model.",
+              f"t5 = {json.dumps(t5)}"]
+    if t5_revision:
+        lines += ["# The cached revision of the T5 encoder.", f"t5_revision = {json.dumps(t5_revision)}"]
+    if src:
+        lines += [f"# Resolved now: {src.t5_dir}"]
+    return "\n".join(lines) + "\n"
+
+
+def _absolute(spec: str) -> str:
+    """A folder given relative to the shell becomes absolute (the profile lives elsewhere)."""
+    folder = Path(spec).expanduser()
+    return str(folder.resolve()) if folder.is_dir() else spec
+
+
+def main(name: str, model: str, t5: str, revision=None, t5_revision=None, force=False, folder=None) -> int:
+    target = Path(folder or REPO / "profiles").resolve() / f"{name}.toml"
+    try:
+        if target.exists() and not force:
+            raise InputError(target, None, "exists; pass --force to replace it")
+        model, t5 = _absolute(model), _absolute(t5)
+        with tempfile.TemporaryDirectory() as d:
+            draft = Path(d) / f"{name}.toml"
+            draft.write_text(text(name, model, t5, revision, t5_revision))
+            try:
+                src = check(draft)
+            except InputError as e:  # name the profile being made, not the draft
+                e.file = str(target) if e.file == str(draft) else e.file
+                raise
+        write_bytes(target, text(name, model, t5, revision, t5_revision, src).encode())
+    except InputError as e:
+        log.error("error: %s", e)
+        return InputError.exit_code
+    shown = target.relative_to(REPO) if target.is_relative_to(REPO) else target
+    log.info("wrote %s (checkpoint %s, T5 %s)", shown, src.checkpoint, src.t5_dir)
+    log.info("build it: ./dev build profile=%s", shown)
+    return 0

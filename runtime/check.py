@@ -1,0 +1,49 @@
+"""`python -m runtime.check WORK`: run the bundle's models on given inputs with the runtime's own
+code and write what they return, for a check made elsewhere (the build's aarch64 verification
+runs this module under emulation; pipeline/… never runs in that process).
+
+WORK/request.json: {"bundle", "threads", "invokes": [{"id", "model", "inputs": {name: npz key},
+"xnnpack_flags"}], "generate": {"prompt", "seconds", "seed", "steps", "noise": [npz keys]} or
+null}; WORK/inputs.npz holds the arrays. Writes WORK/outputs.npz ("<id>/<output>", and
+"generate/latent", "generate/audio") and WORK/result.json: the machine as this process sees it,
+the runtime's versions and the seconds each part took."""
+import json
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from .generate import Request, generate, load_manifest
+from .litert import Model
+
+
+def main(work: Path) -> int:
+    request = json.loads((work / "request.json").read_text())
+    bundle, threads = Path(request["bundle"]), request["threads"]
+    arrays = dict(np.load(work / "inputs.npz"))
+    outputs, seconds = {}, {}
+    for inv in request["invokes"]:
+        t0 = time.perf_counter()
+        model = Model(bundle / inv["model"], threads, xnnpack_flags=inv.get("xnnpack_flags"))
+        for name, value in model(**{k: arrays[v] for k, v in inv["inputs"].items()}).items():
+            outputs[f"{inv['id']}/{name}"] = value
+        seconds[inv["id"]] = time.perf_counter() - t0
+    if (g := request.get("generate")) is not None:
+        t0 = time.perf_counter()
+        req = Request(g["prompt"], g["seconds"], g["seed"], g["steps"], threads)
+        audio, latent, _ = generate(bundle, req, [arrays[k] for k in g["noise"]], load_manifest(bundle))
+        outputs["generate/audio"], outputs["generate/latent"] = audio, latent
+        seconds["generate"] = time.perf_counter() - t0
+    np.savez(work / "outputs.npz", **outputs)
+    versions = {d: metadata.version(d) for d in ("ai-edge-litert", "numpy")}
+    (work / "result.json").write_text(json.dumps({
+        "machine": platform.machine(), "python": platform.python_version(), "versions": versions,
+        "seconds": seconds}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))

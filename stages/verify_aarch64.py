@@ -1,0 +1,193 @@
+"""Stage `verify_aarch64`: the bundle's models on aarch64 LiteRT kernels (NEON, dot-product, i8mm:
+the phone's, not x86's AVX-512 ones), run by the runtime's own code (`python -m runtime.check`)
+in an aarch64 userland under qemu user-mode emulation (`./dev aarch64` sets it up in .aarch64/).
+
+The same inputs as the x86 verify stages go in; the outputs come back and are gated against the
+PyTorch modules with the same thresholds: the conditioners (every bundled precision), the DiT,
+every decoder precision; the app's decoder again with XNNPACK's FORCE_FP16 flag, as the Arm
+reference app runs it (`targets.min_snr_fp16_db`); and, with `targets.aarch64_steps` > 0, a
+whole generation (latent and audio SNR against PyTorch, and against the same bundle on x86).
+It runs before `collect`, so a failing gate leaves the bundle as it was."""
+import json
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.core import toolchain
+from pipeline.core.errors import InputError
+from pipeline.core.hashing import file_digest
+from pipeline.core.atomic import write_json
+from pipeline.core.parity import ParityError
+from runtime import ping_pong
+from runtime.generate import Request, generate
+from runtime.litert import FORCE_FP16
+from runtime.parity import metrics, worst
+from runtime.tokenizer import Tokenizer
+from stages.models import conditioners, decoder, dit
+
+log = logging.getLogger("sao.verify_aarch64")
+COND_OUT = ["cross_attention_input", "cross_attention_mask", "global_cond"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(inputs, outputs, config):
+    userland = toolchain.aarch64_userland()
+    if toolchain.aarch64_versions() is None:
+        raise InputError(None, "targets.aarch64", f"the aarch64 userland is not set up ({userland} is missing): "
+                         "run `./dev aarch64`, or set [targets] aarch64 = false to build without this check")
+    source = json.loads(inputs["source"].read_text())
+    feeds, refs, invokes = {}, {}, []
+
+    def invoke(case, model, feed, flags=None):
+        names = {}
+        for name, value in feed.items():
+            names[name] = f"{case}/{name}"
+            feeds[names[name]] = np.asarray(value)
+        invokes.append({"id": case, "model": model, "inputs": names, "xnnpack_flags": flags})
+
+    # Conditioners: the profile's prompts and seconds, every bundled precision.
+    cond, example = conditioners.from_shard(inputs["cond_shard"], inputs["t5_config"])
+    tok = Tokenizer(inputs["spiece"], example[0].shape[1])
+    cond_files = {q: f"conditioners_{q}.tflite" for q in ("float32", "float16")}
+    for i, (prompt, seconds) in enumerate(zip(config["prompts"], config["seconds"])):
+        ids, mask = tok(prompt)
+        secs = np.array([seconds], np.float32)
+        with torch.no_grad():
+            refs[f"cond{i}"] = [t.numpy() for t in cond(torch.from_numpy(ids), torch.from_numpy(mask),
+                                                         torch.from_numpy(secs))]
+        for q, name in cond_files.items():
+            invoke(f"cond{i}_{q}", name, {"input_ids": ids, "attention_mask": mask, "seconds_total": secs})
+    # DiT: seeded inputs across the sampler's schedule (as verify_dit).
+    dit_model, dit_example = dit.from_shard(inputs["dit_shard"])
+    ts, g = ping_pong.schedule(8)[:-1], np.random.default_rng(1234)
+    for i in range(config["dit_cases"]):
+        feed = {k: g.standard_normal(v.shape).astype(np.float32) for k, v in dit_example.items()}
+        feed["t"] = np.array([ts[i * (len(ts) - 1) // max(1, config["dit_cases"] - 1)]], np.float32)
+        with torch.no_grad():
+            refs[f"dit{i}"] = dit_model(**{k: torch.from_numpy(v) for k, v in feed.items()}).numpy()
+        invoke(f"dit{i}", "dit_model.tflite", feed)
+    # Decoders: unit-variance latents (as verify_autoencoder); the app's again with FORCE_FP16.
+    dec, dec_example = decoder.from_shard(inputs["decoder_shard"])
+    g = np.random.default_rng(4321)
+    latents = [g.standard_normal(dec_example["latent"].shape).astype(np.float32) for _ in range(2)]
+    for i, z in enumerate(latents):
+        with torch.no_grad():
+            refs[f"dec{i}"] = dec(torch.from_numpy(z)).numpy()
+        for q in config["decoders"]:
+            invoke(f"dec{i}_{q}", _decoder_file(q, config), {"latent": z})
+        invoke(f"dec{i}_fp16", "autoencoder_model.tflite", {"latent": z}, FORCE_FP16)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work, bundle = Path(tmp), Path(tmp) / "bundle"
+        manifest = _bundle(inputs, source, bundle, config)
+        request = {"bundle": str(bundle), "threads": config["threads"], "invokes": invokes, "generate": None}
+        steps = config["steps"]
+        if steps:
+            noise = ping_pong.noises(0, manifest["sampler"]["latent_shape"], steps)
+            feeds.update({f"noise/{i}": n for i, n in enumerate(noise)})
+            req = Request(config["prompts"][0], config["seconds"][0], 0, steps, config["threads"])
+            request["generate"] = {"prompt": req.prompt, "seconds": req.seconds, "seed": 0, "steps": steps,
+                                   "noise": [f"noise/{i}" for i in range(len(noise))]}
+            logging.getLogger("sao.generate").setLevel(logging.WARNING)  # its per-step lines
+            x86_audio, x86_latent, _ = generate(bundle, req, noise, manifest)
+            ref_audio, ref_latent = _pytorch_generation(cond, dit_model, dec, tok, req, noise)
+        np.savez(work / "inputs.npz", **feeds)
+        (work / "request.json").write_text(json.dumps(request))
+        result, got = _emulated(work, userland, config["threads"])
+    if result["machine"] != "aarch64":
+        raise RuntimeError(f"the emulated process reports machine {result['machine']!r}, not aarch64")
+
+    checks = []
+    for q in cond_files:
+        for o in COND_OUT:
+            w = worst([metrics(refs[f"cond{i}"][COND_OUT.index(o)], got[f"cond{i}_{q}/{o}"])
+                       for i in range(len(config["prompts"]))])
+            checks.append(("conditioners", f"{q} {o} rel. error", w["rel"], "<=", config["max_rel_cond_fp32"])
+                          if q == "float32" else
+                          ("conditioners", f"{q} {o} SNR dB", w["snr_db"], ">=", config["min_snr_cond_fp16_db"]))
+    w = worst([metrics(refs[f"dit{i}"], _only(got, f"dit{i}")) for i in range(config["dit_cases"])])
+    checks.append(("dit", f"{config['dit_recipe']} SNR dB", w["snr_db"], ">=", config["min_snr_dit_db"]))
+    for q in config["decoders"]:
+        w = worst([metrics(refs[f"dec{i}"], _only(got, f"dec{i}_{q}")) for i in range(len(latents))])
+        checks.append(("decoder", f"{q} rel. error", w["rel"], "<=", config["max_rel_dec_fp32"]) if q == "float32"
+                      else ("decoder", f"{q} audio SNR dB", w["snr_db"], ">=", config["min_snr_dec_int8_db"]))
+    w = worst([metrics(refs[f"dec{i}"], _only(got, f"dec{i}_fp16")) for i in range(len(latents))])
+    checks.append(("decoder", f"{config['app_decoder']} with FORCE_FP16 audio SNR dB", w["snr_db"], ">=",
+                   config["min_snr_fp16_db"]))
+    if steps:
+        for what, ref, x86, arm in (("latent", ref_latent, x86_latent, got["generate/latent"]),
+                                    ("audio", ref_audio, x86_audio, got["generate/audio"])):
+            checks.append(("generation", f"{steps}-step {what} SNR dB vs PyTorch", metrics(ref, arm)["snr_db"], ">=",
+                           config[f"min_{what}_snr_db"]))
+            checks.append(("generation", f"{steps}-step {what} SNR dB vs x86", metrics(x86, arm)["snr_db"], ">=",
+                           config[f"min_{what}_snr_vs_x86_db"]))
+    rows = [{"model": m, "check": c, "value": v, "op": op, "threshold": t, "ok": bool(v <= t if op == "<=" else v >= t)}
+            for m, c, v, op, t in checks]
+    report = {"machine": result["machine"], "runtime": {"python": result["python"], **result["versions"],
+                                                        "emulator": f"qemu-user {config['toolchain']['qemu']}"},
+              "seconds": {k: round(v, 3) for k, v in result["seconds"].items()}, "checks": rows}
+    for r in rows:
+        log.info("%-12s %-46s %12.4g %s %-10.4g %s", r["model"], r["check"], r["value"], r["op"], r["threshold"],
+                 "ok" if r["ok"] else "FAIL")
+    write_json(outputs["report"], report)
+    if failed := [r for r in rows if not r["ok"]]:
+        raise ParityError("aarch64 parity failed: " + "; ".join(
+            f"{r['model']}: {r['check']} = {r['value']:.4g} (threshold {r['op']} {r['threshold']:.4g})" for r in failed))
+
+def _only(got: dict, case: str) -> np.ndarray:
+    (value,) = (v for k, v in got.items() if k.startswith(f"{case}/"))
+    return value
+
+
+def _decoder_file(precision: str, config) -> str:
+    return "autoencoder_model.tflite" if precision == config["app_decoder"] else f"autoencoder_{precision}.tflite"
+
+
+def _bundle(inputs, source, bundle: Path, config) -> dict:
+    """The files collect will bundle, linked under their bundle names, with the manifest fields
+    the runtime reads (collect writes the full manifest once every gate has passed)."""
+    bundle.mkdir()
+    files = {"conditioners_float32.tflite": "cond_float32", "conditioners_float16.tflite": "cond_float16",
+             "dit_model.tflite": "dit", "spiece.model": "spiece",
+             **{_decoder_file(q, config): f"decoder_{q}" for q in config["decoders"]}}
+    for name, role in files.items():
+        os.symlink(Path(inputs[role]).resolve(), bundle / name)
+    steps = config["steps"] or 1
+    manifest = {"files": {n: {"xxh3_128": file_digest(bundle / n)} for n in files},
+                "tokenizer": {"length": source["prompt_tokens"]},
+                "sampler": {"steps": steps, "latent_shape": [1, source["latent_channels"], source["latent_frames"]]},
+                "audio": {"sample_rate": source["sample_rate"]}}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def _pytorch_generation(cond, dit_model, dec, tok, req, noise):
+    with torch.no_grad():
+        ids, mask = tok(req.prompt)
+        cross, _, glob = cond(torch.from_numpy(ids), torch.from_numpy(mask), torch.tensor([req.seconds]))
+        latent = ping_pong.sample(lambda x, t: dit_model(x, torch.tensor([t]), cross, glob),
+                                  [torch.from_numpy(n) for n in noise], req.steps)
+        audio = dec(latent)
+    return audio[0].numpy(), latent.numpy()
+
+
+def _emulated(work: Path, userland: Path, threads: int) -> tuple[dict, dict]:
+    """`python -m runtime.check WORK` in the aarch64 userland: (result.json, outputs.npz)."""
+    root = userland / "root"
+    env = {"PYTHONHOME": str(root / "usr"), "PYTHONPATH": f"{REPO}{os.pathsep}{userland / 'site'}",
+           "PYTHONDONTWRITEBYTECODE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": str(threads)}
+    cmd = [str(root / "usr" / "bin" / "qemu-aarch64"), "-L", str(root), str(root / "usr" / "bin" / "python3.11"),
+           "-m", "runtime.check", str(work)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log.info("emulated process: %.1f s, exit %d", time.perf_counter() - t0, proc.returncode)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.splitlines()[-20:])
+        raise RuntimeError(f"the emulated aarch64 process exited {proc.returncode}:\n{tail}")
+    return json.loads((work / "result.json").read_text()), dict(np.load(work / "outputs.npz"))

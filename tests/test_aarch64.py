@@ -1,0 +1,84 @@
+"""The bundle verified on aarch64 LiteRT kernels, emulated (stages/verify_aarch64.py): the default
+build's report, the Arm app's FORCE_FP16 decoder failing on a decoder whose activations overflow
+float16, a machine without the userland, and a userland whose pins changed."""
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from conftest import ARTIFACTS, doit, executed, files_source
+from pipeline.core.hashing import file_digest
+from pipeline.core.toolchain import aarch64_userland
+
+DECODER_IN = "pretransform.model.decoder.layers.0.weight_g"  # the first conv's weight-norm gain
+
+
+def test_default_build_is_verified_on_aarch64(default_bundle):
+    report = json.loads((default_bundle / "reports" / "parity_aarch64.json").read_text())
+    assert report["machine"] == "aarch64"  # as the emulated process itself saw it
+    assert report["runtime"]["ai-edge-litert"] == "2.3.0" and report["runtime"]["emulator"].startswith("qemu-user 1:10.")
+    checks = {(c["model"], c["check"]) for c in report["checks"]}
+    assert {m for m, _ in checks} == {"conditioners", "dit", "decoder", "generation"}
+    assert ("decoder", "float32 with FORCE_FP16 audio SNR dB") in checks
+    assert any(m == "conditioners" and c.startswith("float16") for m, c in checks)
+    assert ("generation", "8-step audio SNR dB vs x86") in checks
+    assert all(c["ok"] and set(c) >= {"model", "check", "value", "threshold", "ok"} for c in report["checks"])
+    manifest = json.loads((default_bundle / "bundle" / "manifest.json").read_text())
+    assert manifest["verified_on"] == ["x86_64", "aarch64"]
+
+
+def _bundle(out):
+    return {p.name: file_digest(p) for p in sorted((out / "bundle").iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def overflowing(tmp_path_factory, default_build):
+    """A model whose decoder's first conv is 1e5 times louder: fine in float32, past float16's
+    65504 inside the decoder. Built without the aarch64 check: its bundle is the one to keep."""
+    tmp = tmp_path_factory.mktemp("fp16")
+    model = tmp / "model"
+    shutil.copytree(default_build / "inputs", model)
+    ckpt = torch.load(model / "model.ckpt", weights_only=True)
+    ckpt["state_dict"][DECODER_IN] = ckpt["state_dict"][DECODER_IN] * 1e5
+    torch.save(ckpt, model / "model.ckpt")
+    head = files_source(model, targets="") + "[autoencoder]\nmin_snr_db = 0.0\n"
+    profile = tmp / "t_fp16.toml"
+    profile.write_text(head + "[targets]\naarch64 = false\n")
+    assert "verify_aarch64" not in executed(doit(profile=profile).stdout)
+    out = ARTIFACTS / "t_fp16"
+    assert json.loads((out / "bundle" / "manifest.json").read_text())["verified_on"] == ["x86_64"]
+    profile.write_text(head + "[targets]\naarch64_steps = 0\n")
+    return {"profile": profile, "out": out, "bundle": _bundle(out)}
+
+
+def test_without_the_userland_one_error_line(overflowing):
+    r = doit(profile=overflowing["profile"], env={"SAO_LITERT_AARCH64": "/nonexistent/aarch64"}, check=False)
+    assert r.returncode != 0 and "Traceback" not in r.stdout
+    [line] = [x for x in r.stdout.splitlines() if "error:" in x]
+    assert "targets.aarch64" in line and "./dev aarch64" in line and "/nonexistent/aarch64" in line
+    assert _bundle(overflowing["out"]) == overflowing["bundle"]
+
+
+def test_force_fp16_overflow_fails_its_gate(overflowing):
+    r = doit(profile=overflowing["profile"], check=False)
+    assert r.returncode != 0
+    [line] = [x for x in r.stdout.splitlines() if "error:" in x]
+    assert "decoder: float32 with FORCE_FP16 audio SNR dB" in line and "threshold >= 30" in line
+    assert "conditioners" not in line and "dit" not in line  # the float32 files hold on aarch64
+    assert _bundle(overflowing["out"]) == overflowing["bundle"]
+    assert not (overflowing["out"] / "reports" / "parity_aarch64.json").exists()
+
+
+def test_changed_aarch64_pins_rerun_verify_aarch64_alone(default_bundle, tmp_path):
+    real = aarch64_userland()
+    fake = tmp_path / "aarch64"
+    fake.mkdir()
+    for part in ("root", "site"):
+        os.symlink(real / part, fake / part)
+    versions = json.loads((real / "versions.json").read_text())
+    versions["wheels"] = [w.replace("numpy==", "numpy===") for w in versions["wheels"]]  # as if re-pinned
+    (fake / "versions.json").write_text(json.dumps(versions))
+    assert executed(doit(env={"SAO_LITERT_AARCH64": str(fake)}).stdout) == {"verify_aarch64"}
+    assert executed(doit().stdout) == {"verify_aarch64"}  # back to the real userland's key
