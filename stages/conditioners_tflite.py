@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from pipeline.core.errors import InputError
-from pipeline.core.procs import die_with_parent
+from pipeline.core.procs import child_env, die_with_parent
 
 log = logging.getLogger("sao.conditioners_tflite")
 
@@ -60,7 +60,7 @@ def _check_options(options):
 def _child(*args):
     cmd = [sys.executable, "-m", "stages.conditioners_tflite", *args]
     log.info("%s …", args[0] if args[0] == "saved_model" else f"{args[2]} .tflite")
-    rc = subprocess.call(cmd, cwd=Path(__file__).parents[1], preexec_fn=die_with_parent)
+    rc = subprocess.call(cmd, cwd=Path(__file__).parents[1], env=child_env(), preexec_fn=die_with_parent)
     if rc:
         raise RuntimeError(f"conditioners_tflite child `{' '.join(args[:2])}` exited {rc}")
 

@@ -128,7 +128,7 @@ def test_c_two_recipes_at_once_share_every_common_stage(world):
 
 def test_d_key_mismatch_is_refused_by_the_worker(world):
     """The client's copy of a stage's code differs from the workers': they refuse, naming the file."""
-    path = world["clone"] / "stages" / "dit_quantize.py"
+    path = world["clone"] / "stages" / "quantize.py"  # the module of dit_quantize and autoencoder_quantize
     original = path.read_text()
     path.write_text(original + "# a local edit the workers do not have\n")
     try:
@@ -138,7 +138,7 @@ def test_d_key_mismatch_is_refused_by_the_worker(world):
     assert r.returncode != 0
     errors = [line for line in r.stdout.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "refuses stage 'dit_quantize'" in errors[0], r.stdout[-3000:]
-    assert "code.stages/dit_quantize.py" in errors[0]
+    assert "code.stages/quantize.py" in errors[0]
 
 
 def test_e_stage_failing_on_a_worker_fails_once_with_its_error_line(world, default_build):

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conftest import ARTIFACTS, files_profile, DOIT, REPO, doit, executed
+from conftest import ARTIFACTS, NO_AARCH64, files_profile, DOIT, REPO, doit, executed
 
 
 def test_second_doit_on_same_profile_exits_clearly(default_bundle):
@@ -67,7 +67,7 @@ def test_stages_run_in_parallel_by_default_and_memory_admission_serializes(defau
     """Plain `doit` runs independent stages at once; with room for one stage only
     ($SAO_LITERT_MEMORY=1 byte) the same build runs one stage at a time. Same bytes either way."""
     import json
-    body = '[source]\nkind = "synthetic"\nseed = 0\n'
+    body = '[source]\nkind = "synthetic"\nseed = 0\n' + NO_AARCH64
     runs = {}
     for tag, env in (("par", {}), ("one", {"SAO_LITERT_MEMORY": "1"})):
         profile = scratch_profile(body, name=f"t_{tmp_path.name}_{tag}"[:60])

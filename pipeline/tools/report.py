@@ -68,6 +68,12 @@ def dag_dot(profile, status: dict, figures: dict) -> str:
     return "\n".join(lines + ["}"]) + "\n"
 
 
+def inline_svg(svg: bytes) -> str:
+    """An SVG document as an element to put in HTML: from `<svg` on (no XML prolog, doctype or comments)."""
+    text = svg.decode()
+    return text[text.index("<svg"):]
+
+
 def render_dot(source: str, fmt: str) -> bytes:
     """Graphviz's `dot` (Debian's graphviz package) lays the graph out."""
     return subprocess.run(["dot", f"-T{fmt}"], input=source.encode(), check=True, capture_output=True).stdout
@@ -171,7 +177,7 @@ def write_report(profile):
         parity=[(r.stem[len("parity_"):], c) for r in sorted(out.glob("parity_*.json")) if r != arm
                 for c in json.loads(r.read_text())["checks"]],
         aarch64=json.loads(arm.read_text()) if arm.is_file() and profile.targets.aarch64 else None,
-        dag=render_dot(dag_dot(profile, status, figures), "svg").decode(), audio=png(audio_figure(s)), sample=s,
+        dag=inline_svg(render_dot(dag_dot(profile, status, figures), "svg")), audio=png(audio_figure(s)), sample=s,
         latency=png(latency_figure(bench)) if bench else None, bench=bench, stage_keys=STAGES)
     write_bytes(out / "index.html", page.encode())
     log.info("wrote %s", out / "index.html")
