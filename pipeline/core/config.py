@@ -274,7 +274,7 @@ DecoderPrecision = Literal["float32", "dynamic_int8"]
 
 class AutoencoderSettings(_Strict):
     # Decoder files built and bundled. float32 is always built (the others are quantized from
-    # it); dynamic_int8: int8 weights and compute on every conv (stages/autoencoder_quantize).
+    # it); dynamic_int8: int8 weights and compute on every conv (stages/quantize.py).
     precisions: list[DecoderPrecision] = ["float32"]
     app: DecoderPrecision = "float32"  # the one that becomes the bundle's autoencoder_model.tflite
     max_rel_fp32: float = 1e-4
@@ -312,11 +312,11 @@ class TargetsSettings(_Strict):
 
 
 class CacheSettings(_Strict):
-    """The shared build cache (pipeline/cache.py). Not part of any stage's key."""
+    """The shared build cache (pipeline/cache/). Not part of any stage's key."""
     url: str | None = None  # any fsspec URL: file:///mnt/cache, s3://bucket/prefix, gs://…
     mode: Literal["read-write", "read", "off"] = "off"
     # What a restore downloads: "toplevel", only the files no stage reads (bundle, reports, logs),
-    # the others staying in the store until a stage that runs needs them (pipeline/remote.py);
+    # the others staying in the store until a stage that runs needs them (pipeline/cache/remote.py);
     # "all", every output.
     download: Literal["toplevel", "all"] = "toplevel"
     # fsspec storage options, e.g. {endpoint_url = "http://127.0.0.1:8333"} for an S3-compatible
@@ -325,7 +325,7 @@ class CacheSettings(_Strict):
 
 
 class ExecutorSettings(_Strict):
-    """Where stage processes run (pipeline/executor.py). Not part of any stage's key."""
+    """Where stage processes run (pipeline/cluster/executor.py). Not part of any stage's key."""
     kind: Literal["local", "dask"] = "local"
     scheduler: str | None = None  # the Dask scheduler's address, tcp://host:8786 (kind = "dask")
 

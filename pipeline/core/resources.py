@@ -3,7 +3,7 @@
 Costs are measured by `./dev bench` (bench.json `full_build.stages`, 2 cores): peak RSS at the
 tiny and at the real-size preset, interpolated by the model's size (checkpoint + T5 weights)
 with a margin, and seconds at real size. The memory figure is also the `MEM` resource a stage
-asks of a Dask worker (pipeline/executor.py).
+asks of a Dask worker (pipeline/cluster/executor.py).
 
 Admission: a local stage process starts when a core is free and its memory fits in what the
 running ones leave of the budget (or it would run alone: it cannot do better); among waiting
