@@ -21,7 +21,8 @@ _lock_fd = None  # held for the life of the doit process; the kernel drops it on
 def open_profile(path) -> Profile:
     try:
         profile = load_profile(path)
-        cache.settings(profile)  # a bad [cache] section or $SAO_LITERT_CACHE_MODE fails here
+        cache.keys_of(cache.settings(profile), profile)  # a bad [cache] section, $SAO_LITERT_CACHE_MODE
+                                                         # or key fails here
         if _command() in _NO_BUILD:
             executor.settings(profile)  # … a Dask executor without a cache here
         else:

@@ -3,8 +3,9 @@ restore its outputs (each verified by XXH3-128, then renamed into place), or let
 upload what it made. Stages never know the cache exists.
 
 The cache never fails a build: a store that cannot be reached or refuses access turns the cache
-off for the rest of the process with one warning line; a missing or corrupt blob is reported
-for its stage, which then builds locally (and, read-write, replaces the blob)."""
+off for the rest of the process with one warning line (a store that refuses only writes leaves it
+read-only); a missing or corrupt blob, or an entry no trusted key signed, is reported for its
+stage, which then builds locally (and, read-write, replaces the blob)."""
 import atexit
 import logging
 import os
@@ -21,11 +22,12 @@ from pipeline.core.dag import stages
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import file_digest
 from pipeline.core.keys import StageKey
-from . import entries, remote
+from . import entries, remote, signing
 from .store import Store, redact
 
 log = logging.getLogger("sao.cache")
 _ENV_URL, _ENV_MODE, _ENV_DOWNLOAD = "SAO_LITERT_CACHE", "SAO_LITERT_CACHE_MODE", "SAO_LITERT_CACHE_DOWNLOAD"
+_ENV_SIGNING, _ENV_TRUSTED = "SAO_LITERT_CACHE_SIGNING_KEY", "SAO_LITERT_CACHE_TRUSTED_KEYS"
 
 
 class BlobUnavailable(Exception):
@@ -35,7 +37,8 @@ class BlobUnavailable(Exception):
 def settings(profile: Profile) -> CacheSettings:
     """The profile's [cache] section with the environment's overrides: SAO_LITERT_CACHE=URL turns
     the cache on read-write; SAO_LITERT_CACHE_MODE sets the mode, SAO_LITERT_CACHE_DOWNLOAD what
-    a restore downloads."""
+    a restore downloads, SAO_LITERT_CACHE_SIGNING_KEY=FILE the key uploads are signed with,
+    SAO_LITERT_CACHE_TRUSTED_KEYS="NAME:BASE64[,…]" the keys a restore trusts."""
     s = profile.cache
     if url := os.environ.get(_ENV_URL):
         s = s.model_copy(update={"url": url, "mode": "read-write"})
@@ -47,9 +50,26 @@ def settings(profile: Profile) -> CacheSettings:
         if download not in ("toplevel", "all"):
             raise InputError(f"${_ENV_DOWNLOAD}", None, f"'{download}' is not one of toplevel, all")
         s = s.model_copy(update={"download": download})
+    if (key := os.environ.get(_ENV_SIGNING)) is not None:
+        s = s.model_copy(update={"signing_key": key or None})
+    if (trusted := os.environ.get(_ENV_TRUSTED)) is not None:
+        s = s.model_copy(update={"trusted_keys": [k for k in trusted.split(",") if k.strip()]})
     if s.mode != "off" and not s.url:
         raise InputError(profile.path, "cache.url", f"mode '{s.mode}' needs a store URL (or ${_ENV_URL})")
     return s
+
+
+def keys_of(cfg: CacheSettings, profile: Profile) -> tuple[signing.Signer | None, dict]:
+    """The key this process signs uploads with (read-write only) and the keys it trusts;
+    InputError naming the setting when one is unreadable or malformed."""
+    env = _ENV_TRUSTED in os.environ
+    trusted = signing.trusted_keys(cfg.trusted_keys, f"${_ENV_TRUSTED}" if env else profile.path,
+                                   None if env else "cache.trusted_keys")
+    signer = None
+    if cfg.signing_key and cfg.mode == "read-write":
+        where = f"${_ENV_SIGNING}" if _ENV_SIGNING in os.environ else "cache.signing_key"
+        signer = signing.Signer(Path(cfg.signing_key).expanduser(), where)
+    return signer, trusted
 
 
 def stats_path(profile: Profile):
@@ -60,6 +80,7 @@ class Cache:
     def __init__(self, profile: Profile):
         self.cfg = settings(profile)
         self.profile = profile
+        self.signer, self.trusted = keys_of(self.cfg, profile)
         self._store = None
         self._lock = threading.Lock()
         self.bad: set[str] = set()  # blobs found corrupt: replaced on upload
@@ -89,7 +110,11 @@ class Cache:
         t0 = time.perf_counter()
         try:
             found = entries.find(self.store(), stage, key)
+            if found is not None and self.trusted and (why := signing.check(found[1], self.trusted)):
+                self._unusable(stage, f"entry not signed by a trusted key ({why})")
+                return None
             if found is not None and self._restore(self.store(), stage, *found, t0, ran_on):
+                self._used(found[0])
                 return found[0]
             if found is not None:
                 return None
@@ -110,9 +135,14 @@ class Cache:
             self._uploader.submit(self.upload, stage, key)
 
     def upload(self, stage, key: StageKey):
+        if not self.writable:
+            return
         try:
             sent = entries.publish(self.store(), stage, key, self.log_file(stage),
-                                   remote.registry(self.profile.out), replace=self.bad)
+                                   remote.registry(self.profile.out), replace=self.bad, signer=self.signer)
+        except PermissionError as e:
+            self._read_only(e)
+            return
         except Exception as e:  # noqa: BLE001
             self._fail(e)
             return
@@ -249,6 +279,27 @@ class Cache:
         self._warn(f"cache: {stage.name}: {why}; building it locally")
         self._record(stage.name, "miss")
         return False
+
+    def _used(self, key: StageKey):
+        """Mark the entry used now (`used/<action key>`, the store's clock): what `cache gc`
+        keeps longest. Only a writer can; a read-only client's restores leave no trace."""
+        if not self.writable:
+            return
+        try:
+            self.store().put_json("used", key.action, {})
+        except PermissionError as e:
+            self._read_only(e)
+        except Exception as e:  # noqa: BLE001
+            self._fail(e)
+
+    def _read_only(self, e: Exception):
+        """The store refused a write (its identity may only read): one warning, restores go on."""
+        with self._lock:
+            if self.cfg.mode != "read-write":
+                return
+            self.cfg = self.cfg.model_copy(update={"mode": "read"})
+        self._warn(f"cache: store {self.stats['url']} refused a write ({type(e).__name__}); these "
+                   "credentials may only read: uploading nothing, restoring as before")
 
     def _fail(self, e: Exception):
         """The store failed: one warning, then no more cache for this process."""

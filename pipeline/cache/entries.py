@@ -2,7 +2,9 @@
 names every output's blob (by role), the log's and the record's; `deps/<bare key>.json` the
 project files that stage's code was, so a checkout that never ran the stage can compute the
 key. Blobs are written first, the deps record next, the entry last: a killed upload leaves no
-entry. Entries hold no machine name, path or credential."""
+entry. Entries hold no machine name, path or credential; a writer with a signing key signs them
+(signing.py). `used/<action key>` is touched when a writer restores an entry: the last use that
+`cache gc` goes by (maintenance.py)."""
 import os
 import platform
 import time
@@ -12,6 +14,7 @@ from pipeline.core import toolchain
 from pipeline.core.hashing import file_digest
 from pipeline.core.keys import StageKey, code_digests
 from pipeline.core.log import record_of
+from . import signing
 from .store import Store
 
 FORMAT = 2
@@ -35,10 +38,12 @@ def files(stage, log_file) -> dict:
     return {**stage.outputs, "log": log_file, "record": record_of(log_file)}
 
 
-def publish(store: Store, stage, key: StageKey, log_file, reg=None, replace=()) -> int:
+def publish(store: Store, stage, key: StageKey, log_file, reg=None, replace=(),
+            signer: signing.Signer | None = None) -> int:
     """Upload a stage's outputs, log and record: blobs first (create-only; digests in `replace`
     are re-uploaded; the files `reg` says a restore left in the store are not on disk), then the
-    deps record, then the action entry, last. Returns the bytes sent."""
+    deps record, then the action entry, last, signed by `signer` (the signatures of other keys
+    on an existing entry for the same outputs are kept). Returns the bytes sent."""
     entry_files, sent = {}, 0
     for role, path in files(stage, log_file).items():
         if reg and (rec := reg.get(path)):  # kept in the store: the blob must be there already
@@ -53,9 +58,20 @@ def publish(store: Store, stage, key: StageKey, log_file, reg=None, replace=()) 
         time.sleep(pause)
     store.put_json("deps", key.bare, {"files": key.code})
     log_blob, record_blob = entry_files.pop("log"), entry_files.pop("record")
-    store.put_json("ac", key.action, {
+    entry = {
         "format": FORMAT, "stage": stage.name, "key": key.action, "outputs": entry_files, "log": log_blob,
         "record": record_blob, "code": code_digests(key.code), "toolchain": toolchain.versions(stage.tools),
         "host": {"platform": platform.platform(), "python": platform.python_version()},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "signatures": []}
+    if signer is not None:
+        old = store.get_json("ac", key.action) or {}
+        try:
+            same = signing.fingerprint(old) == signing.fingerprint(entry)
+        except (KeyError, TypeError):
+            same = False
+        if same:  # the same outputs signed by other keys before (a key rotation): keep those
+            entry["signatures"] = [s for s in old.get("signatures") or []
+                                   if isinstance(s, dict) and s.get("key") != signer.name]
+        entry["signatures"].append(signer.sign(entry))
+    store.put_json("ac", key.action, entry)
     return sent

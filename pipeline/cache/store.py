@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import uuid
+from datetime import datetime
 
 import xxhash
 
@@ -61,14 +62,19 @@ class Store:
         self._write(self._path("cas", digest), write)
         return size
 
+    def _chunks(self, digest: str):
+        """(offset, bytes) of a blob, in ranged reads (FileNotFoundError when there is none)."""
+        path = self._path("cas", digest)
+        size = self.fs.size(path)
+        for start in range(0, size, _CHUNK):
+            yield start, self.fs.cat_file(path, start=start, end=min(start + _CHUNK, size))
+
     def get_blob(self, digest: str, dst, progress=None) -> str:
         """Download a blob to dst; returns the XXH3-128 of the bytes written (FileNotFoundError
         when the store has no such blob). `progress(n)` is called with each chunk's size."""
-        path = self._path("cas", digest)
-        size, h = self.fs.size(path), xxhash.xxh3_128()
+        h = xxhash.xxh3_128()
         with open(dst, "wb") as out:
-            for start in range(0, size, _CHUNK):
-                chunk = self.fs.cat_file(path, start=start, end=min(start + _CHUNK, size))
+            for start, chunk in self._chunks(digest):
                 h.update(chunk)
                 out.write(chunk)
                 if progress:
@@ -78,6 +84,37 @@ class Store:
                 # before the rename into place then has little left to wait for.
                 os.posix_fadvise(out.fileno(), start, len(chunk), os.POSIX_FADV_DONTNEED)
         return h.hexdigest()
+
+    def hash_blob(self, digest: str) -> str:
+        """XXH3-128 of a stored blob's bytes, streamed (FileNotFoundError when there is none)."""
+        h = xxhash.xxh3_128()
+        for _, chunk in self._chunks(digest):
+            h.update(chunk)
+        return h.hexdigest()
+
+    def listing(self, kind: str) -> dict[str, tuple[int, float]]:
+        """name → (size, last-modified Unix time, the store's clock) of everything under kind/,
+        ".json" dropped from entry names; one listing call."""
+        try:
+            found = self.fs.find(f"{self.root}/{kind}", detail=True)
+        except FileNotFoundError:
+            return {}
+        out = {}
+        for path, info in found.items():
+            name = path.rsplit("/", 1)[-1]
+            if info.get("type") != "file" or ".tmp-" in name:  # s3fs lists an emptied folder itself
+                continue
+            when = info.get("LastModified", info.get("mtime", 0))
+            out[name.removesuffix(".json")] = (info["size"], when.timestamp() if isinstance(when, datetime) else when)
+        return out
+
+    def delete(self, kind: str, name: str):
+        """Remove one object (entries: name without ".json"); a missing one is no error."""
+        path = self._path(kind, name if kind == "cas" else f"{name}.json")
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
 
     def get_json(self, kind: str, key: str) -> dict | None:
         try:

@@ -8,6 +8,7 @@ The stage process dies with the worker (pipeline/core/procs.py): a killed worker
 running, and the scheduler gives the task to another worker. The cache entry is written last,
 so nothing partial is ever published."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from pipeline.cache import entries
+from pipeline.cache import entries, signing
 from pipeline.cache.store import Store
 from pipeline.core import keys
 from pipeline.core.config import REPO
@@ -96,7 +97,11 @@ def run_stage(spec: dict) -> dict:
             raise StageFailed(line, _put_log(store, log_file))
         ran = Stage(stage.name, "", stage.module, in_paths, out_paths, stage.config, stage.tools)
         code = keys.read_depfile(depfile)
-        entries.publish(store, ran, key.with_code(code), log_file)
+        # Signed with the worker's own key ($SAO_LITERT_CACHE_SIGNING_KEY where it runs): a
+        # client that trusts keys restores only what a trusted key signed.
+        signer = signing.Signer(Path(k), "$SAO_LITERT_CACHE_SIGNING_KEY") if (k := os.environ.get(
+            "SAO_LITERT_CACHE_SIGNING_KEY")) else None
+        entries.publish(store, ran, key.with_code(code), log_file, signer=signer)
         seconds = time.perf_counter() - t0
         worker.log_event(EVENT_TOPIC, {"stage": stage.name, "worker": worker.address, "seconds": seconds,
                                        "run_s": run_s})  # seconds: fetch + run + publish

@@ -322,6 +322,11 @@ class CacheSettings(_Strict):
     # fsspec storage options, e.g. {endpoint_url = "http://127.0.0.1:8333"} for an S3-compatible
     # store. Credentials belong in the store's own mechanisms (AWS environment/profiles), not here.
     options: dict[str, Any] = {}
+    # Signed entries (pipeline/cache/signing.py): a writer signs what it uploads with this private
+    # key file (`sao-litert cache keygen`); a reader with trusted keys ("NAME:BASE64" lines of
+    # .pub files) restores only entries one of them signed. No trusted keys: any entry is used.
+    signing_key: str | None = None
+    trusted_keys: list[str] = []
 
 
 class ExecutorSettings(_Strict):

@@ -2,9 +2,11 @@
 `sao-litert generate …`: prompt → WAV from a bundle (runtime/cli.py), `--reference PROFILE` also
 runs the PyTorch modules of that built profile with the same noise and reports the SNR.
 `sao-litert init …`: a profile for a downloaded model (pipeline/tools/init_profile.py).
-`sao-litert build-many PROFILE…`: several profiles in one command (pipeline/cluster/many.py)."""
+`sao-litert build-many PROFILE…`: several profiles in one command (pipeline/cluster/many.py).
+`sao-litert cache keygen|gc|verify`: signing keys and the shared store's upkeep (pipeline/cache/)."""
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -31,7 +33,65 @@ def _parser():
     b = sub.add_parser("build-many", help="build several profiles (at once on a Dask cluster)")
     b.add_argument("profiles", nargs="+", type=Path)
     b.add_argument("-n", "--jobs", type=int, help="stages at once per profile (doit -n)")
+    c = sub.add_parser("cache", help="signing keys and upkeep of the shared build cache")
+    cs = c.add_subparsers(dest="cache_command", required=True)
+    k = cs.add_parser("keygen", help="write NAME.key (private, 0600) and NAME.pub; print the public line")
+    k.add_argument("name")
+    k.add_argument("--out", type=Path, required=True, help="folder for the two files")
+    store_args = argparse.ArgumentParser(add_help=False)
+    store_args.add_argument("--store", help="the store's URL (default: $SAO_LITERT_CACHE, else the profile's [cache] url)")
+    store_args.add_argument("--profile", type=Path, default=Path("profiles/default.toml"),
+                            help="profile whose [cache] section names the store and its options")
+    gc = cs.add_parser("gc", parents=[store_args], help="remove least recently used entries, then unreferenced blobs")
+    limit = gc.add_mutually_exclusive_group(required=True)
+    limit.add_argument("--max-bytes", type=_bytes, help="keep at most this much (e.g. 20G, 500M, 123456)")
+    limit.add_argument("--older-than", type=float, metavar="DAYS", help="remove entries unused for DAYS days")
+    gc.add_argument("--dry-run", action="store_true", help="say what would go; delete nothing")
+    v = cs.add_parser("verify", parents=[store_args], help="re-hash blobs; list corrupt or missing ones and their entries")
+    v.add_argument("--sample", type=int, metavar="N", help="check N random blobs instead of all")
+    v.add_argument("--repair", action="store_true", help="remove the entries that point at bad blobs")
     return p
+
+
+def _bytes(text: str) -> int:
+    units = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    t = text.strip().upper().removesuffix("B")
+    try:
+        return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a byte count (e.g. 20G, 500M, 123456)") from None
+
+
+def _cache(args) -> int:
+    from pipeline.cache import maintenance, signing
+    from pipeline.cache.client import settings
+    from pipeline.cache.store import Store, redact
+    from pipeline.core.config import load_profile
+    from pipeline.core.errors import InputError
+    try:
+        if args.cache_command == "keygen":
+            print(signing.keygen(args.name, args.out))
+            return 0
+        url, options = args.store or os.environ.get("SAO_LITERT_CACHE"), {}
+        if not url or args.profile.is_file():
+            cfg = settings(load_profile(args.profile)) if args.profile.is_file() else None
+            url, options = url or (cfg and cfg.url), (cfg.options if cfg else {})
+        if not url:
+            raise InputError(args.profile, "cache.url", "no store: give --store URL or set $SAO_LITERT_CACHE")
+    except InputError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return InputError.exit_code
+    try:
+        store = Store(url, options)
+        if args.cache_command == "gc":
+            maintenance.gc(store, args.max_bytes, args.older_than, args.dry_run)
+            return 0
+        found = maintenance.verify(store, args.sample, args.repair)
+        return 1 if (found["corrupt"] or found["missing"]) and not args.repair else 0
+    except Exception as e:  # noqa: BLE001 - the store failed: one line, no traceback
+        msg = redact(str(e)).splitlines()[0] if str(e) else ""
+        sys.stderr.write(f"error: cache {args.cache_command}: store {redact(url)}: {type(e).__name__}: {msg}\n")
+        return 1
 
 
 def _reference(profile: Path):
@@ -54,6 +114,8 @@ def main(argv=None) -> int:
     if args.command == "init":
         from .init_profile import main as init
         return init(args.name, args.model, args.t5, args.revision, args.t5_revision, args.force, args.dir)
+    if args.command == "cache":
+        return _cache(args)
     from pipeline.cluster.many import main as build_many
     return build_many(args.profiles, args.jobs)
 

