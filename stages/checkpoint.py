@@ -10,7 +10,7 @@ import pickle
 import zipfile
 from pathlib import Path
 
-from pipeline.core.config import CHECKPOINT_FILES, load_model_config
+from pipeline.core.model_config import CHECKPOINT_FILES, load_model_config
 from pipeline.core.atomic import write_json
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import file_digest

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.core.config import ModelConfig
+from pipeline.core.model_config import ModelConfig
 from stages.models import layout
 
 log = logging.getLogger("sao.synth")

@@ -1,13 +1,15 @@
 """Stage `verify_aarch64`: the bundle's models on aarch64 LiteRT kernels (NEON, dot-product, i8mm:
 the phone's, not x86's AVX-512 ones), run by the runtime's own code (`python -m runtime.check`)
-in an aarch64 userland under qemu user-mode emulation (`./dev aarch64` sets it up in .aarch64/).
+in an aarch64 userland under qemu user-mode emulation (`./dev aarch64` sets it up in .aarch64/)
+of the CPU `targets.aarch64_cpu` names (its features decide which kernels XNNPACK picks).
 
 The same inputs as the x86 verify stages go in; the outputs come back and are gated against the
 PyTorch modules with the same thresholds: the conditioners (every bundled precision), the DiT,
-every decoder precision; the app's decoder again with XNNPACK's FORCE_FP16 flag, as the Arm
-reference app runs it (`targets.min_snr_fp16_db`); and, with `targets.aarch64_steps` > 0, a
-whole generation (latent and audio SNR against PyTorch, and against the same bundle on x86).
-It runs before `collect`, so a failing gate leaves the bundle as it was."""
+every decoder precision (`targets.aarch64_decoders = "all"`); the app's decoder with XNNPACK's
+FORCE_FP16 flag, as the Arm reference app runs it (`targets.min_snr_fp16_db`); and, with
+`targets.aarch64_steps` > 0, a whole generation (latent and audio SNR against PyTorch, and
+against the same bundle on x86). It runs before `collect`, so a failing gate leaves the bundle
+as it was."""
 import json
 import logging
 import os
@@ -55,14 +57,17 @@ def run(inputs, outputs, config):
     cond, example = conditioners.from_shard(inputs["cond_shard"], inputs["t5_config"])
     tok = Tokenizer(inputs["spiece"], example[0].shape[1])
     cond_files = {q: f"conditioners_{q}.tflite" for q in ("float32", "float16")}
+    cond_feeds = []
     for i, (prompt, seconds) in enumerate(zip(config["prompts"], config["seconds"])):
         ids, mask = tok(prompt)
         secs = np.array([seconds], np.float32)
         with torch.no_grad():
             refs[f"cond{i}"] = [t.numpy() for t in cond(torch.from_numpy(ids), torch.from_numpy(mask),
                                                          torch.from_numpy(secs))]
-        for q, name in cond_files.items():
-            invoke(f"cond{i}_{q}", name, {"input_ids": ids, "attention_mask": mask, "seconds_total": secs})
+        cond_feeds.append({"input_ids": ids, "attention_mask": mask, "seconds_total": secs})
+    for q, name in cond_files.items():  # one model's invokes together: the emulated process loads it once
+        for i, feed in enumerate(cond_feeds):
+            invoke(f"cond{i}_{q}", name, feed)
     # DiT: seeded inputs across the sampler's schedule (as verify_dit).
     dit_model, dit_example = dit.from_shard(inputs["dit_shard"])
     ts, g = ping_pong.schedule(8)[:-1], np.random.default_rng(1234)
@@ -75,13 +80,16 @@ def run(inputs, outputs, config):
     # Decoders: unit-variance latents (as verify_autoencoder); the app's again with FORCE_FP16.
     dec, dec_example = decoder.from_shard(inputs["decoder_shard"])
     g = np.random.default_rng(4321)
-    latents = [g.standard_normal(dec_example["latent"].shape).astype(np.float32) for _ in range(2)]
+    latents = [g.standard_normal(dec_example["latent"].shape).astype(np.float32) for _ in range(config["latents"])]
     for i, z in enumerate(latents):
         with torch.no_grad():
             refs[f"dec{i}"] = dec(torch.from_numpy(z)).numpy()
-        for q in config["decoders"]:
-            invoke(f"dec{i}_{q}", _decoder_file(q, config), {"latent": z})
-        invoke(f"dec{i}_fp16", "autoencoder_model.tflite", {"latent": z}, FORCE_FP16)
+    for q in [*config["decoders"], "fp16"]:
+        for i, z in enumerate(latents):
+            if q == "fp16":
+                invoke(f"dec{i}_fp16", "autoencoder_model.tflite", {"latent": z}, FORCE_FP16)
+            else:
+                invoke(f"dec{i}_{q}", _decoder_file(q, config), {"latent": z})
 
     with tempfile.TemporaryDirectory() as tmp:
         work, bundle = Path(tmp), Path(tmp) / "bundle"
@@ -99,7 +107,7 @@ def run(inputs, outputs, config):
             ref_audio, ref_latent = _pytorch_generation(cond, dit_model, dec, tok, req, noise)
         np.savez(work / "inputs.npz", **feeds)
         (work / "request.json").write_text(json.dumps(request))
-        result, got = _emulated(work, userland, config["threads"])
+        result, got = _emulated(work, userland, config["threads"], config["cpu"])
     if result["machine"] != "aarch64":
         raise RuntimeError(f"the emulated process reports machine {result['machine']!r}, not aarch64")
 
@@ -130,7 +138,8 @@ def run(inputs, outputs, config):
     rows = [{"model": m, "check": c, "value": v, "op": op, "threshold": t, "ok": bool(v <= t if op == "<=" else v >= t)}
             for m, c, v, op, t in checks]
     report = {"machine": result["machine"], "runtime": {"python": result["python"], **result["versions"],
-                                                        "emulator": f"qemu-user {config['toolchain']['qemu']}"},
+                                                        "emulator": f"qemu-user {config['toolchain']['qemu']}",
+                                                        "cpu": config["cpu"]},
               "seconds": {k: round(v, 3) for k, v in result["seconds"].items()}, "checks": rows}
     for r in rows:
         log.info("%-12s %-46s %12.4g %s %-10.4g %s", r["model"], r["check"], r["value"], r["op"], r["threshold"],
@@ -155,7 +164,7 @@ def _bundle(inputs, source, bundle: Path, config) -> dict:
     bundle.mkdir()
     files = {"conditioners_float32.tflite": "cond_float32", "conditioners_float16.tflite": "cond_float16",
              "dit_model.tflite": "dit", "spiece.model": "spiece",
-             **{_decoder_file(q, config): f"decoder_{q}" for q in config["decoders"]}}
+             **{_decoder_file(q, config): f"decoder_{q}" for q in {*config["decoders"], config["app_decoder"]}}}
     for name, role in files.items():
         os.symlink(Path(inputs[role]).resolve(), bundle / name)
     steps = config["steps"] or 1
@@ -177,12 +186,13 @@ def _pytorch_generation(cond, dit_model, dec, tok, req, noise):
     return audio[0].numpy(), latent.numpy()
 
 
-def _emulated(work: Path, userland: Path, threads: int) -> tuple[dict, dict]:
-    """`python -m runtime.check WORK` in the aarch64 userland: (result.json, outputs.npz)."""
+def _emulated(work: Path, userland: Path, threads: int, cpu: str) -> tuple[dict, dict]:
+    """`python -m runtime.check WORK` in the aarch64 userland on an emulated `cpu`:
+    (result.json, outputs.npz)."""
     root = userland / "root"
     env = {"PYTHONHOME": str(root / "usr"), "PYTHONPATH": f"{REPO}{os.pathsep}{userland / 'site'}",
            "PYTHONDONTWRITEBYTECODE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": str(threads)}
-    cmd = [str(root / "usr" / "bin" / "qemu-aarch64"), "-L", str(root), str(root / "usr" / "bin" / "python3.11"),
+    cmd = [str(root / "usr" / "bin" / "qemu-aarch64"), "-cpu", cpu, "-L", str(root), str(root / "usr" / "bin" / "python3.11"),
            "-m", "runtime.check", str(work)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

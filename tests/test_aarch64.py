@@ -19,6 +19,7 @@ def test_default_build_is_verified_on_aarch64(default_bundle):
     report = json.loads((default_bundle / "reports" / "parity_aarch64.json").read_text())
     assert report["machine"] == "aarch64"  # as the emulated process itself saw it
     assert report["runtime"]["ai-edge-litert"] == "2.3.0" and report["runtime"]["emulator"].startswith("qemu-user 1:10.")
+    assert report["runtime"]["cpu"] == "cortex-a710"  # the profile's default: an Armv9 phone core
     checks = {(c["model"], c["check"]) for c in report["checks"]}
     assert {m for m, _ in checks} == {"conditioners", "dit", "decoder", "generation"}
     assert ("decoder", "float32 with FORCE_FP16 audio SNR dB") in checks

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ARTIFACTS, REPO, doit, executed, files_source
+from conftest import ARTIFACTS, doit, executed, files_source
 from pipeline.core.hashing import file_digest
 
 DIT_KEY = "model.model.transformer.layers.1.ff.ff.2.bias"

@@ -73,6 +73,8 @@ def test_a_second_machine_restores_everything(world):
     s = stats(world, "two")
     assert (s["hits"], s["misses"], s["bytes_up"]) == (len(ran), 0, 0)
     assert set(s["stages"].values()) == {"restored"}
+    fs = world["server"].fs()  # a writer's restores mark the entries used (what `cache gc` goes by)
+    assert len(fs.ls(f"{BUCKET}/shared/used")) == len(ran)
     log = "logs/collect.log"  # the stage's own log comes with it
     assert (world["two"]["out"] / log).read_bytes() == (world["one"]["out"] / log).read_bytes()
     assert manifest_files(world, "two") == manifest_files(world, "one")

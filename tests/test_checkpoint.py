@@ -6,7 +6,7 @@ import torch
 from pipeline.core.errors import InputError
 from stages import checkpoint, synth
 from stages.models import layout
-from pipeline.core.config import ModelConfig
+from pipeline.core.model_config import ModelConfig
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@ import shutil
 
 import pytest
 
-from pipeline.core.config import REPO, load_model_config, load_profile
+from pipeline.core.config import REPO, load_profile
+from pipeline.core.model_config import load_model_config
 from pipeline.core.errors import InputError
 
 REFERENCE = REPO.parent / "shared" / "reference" / "sao_small_model_config.json"

@@ -14,7 +14,7 @@ from collections import Counter
 import psutil
 import pytest
 
-from conftest import ARTIFACTS, DOIT, NO_AARCH64, REPO, doit, executed, files_source, in_checkout
+from conftest import ARTIFACTS, DOIT, NO_AARCH64, doit, executed, files_source, in_checkout
 from pipeline.tools.bench import checkout
 from pipeline.tools.seaweed import BUCKET, SeaweedS3, free_port
 from pipeline.cluster.worker import EVENT_TOPIC

@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from pipeline.core.config import ModelConfig
+from pipeline.core.model_config import ModelConfig
 from stages import synth
 from stages.models import layout
 from stages.models.decoder import Decoder

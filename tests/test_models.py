@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.core.config import ModelConfig
+from pipeline.core.model_config import ModelConfig
 from runtime import ping_pong
 from sat_reference import sat
 from stages import synth
@@ -166,7 +166,8 @@ def test_ping_pong_matches_original_given_same_noise(monkeypatch):
 
 def test_real_layout_loads_strictly():
     """The real 750-key layout with the real config: no missing or unexpected key."""
-    from pipeline.core.config import REPO, load_model_config
+    from pipeline.core.config import REPO
+    from pipeline.core.model_config import load_model_config
     cfg = load_model_config(REPO / "stages" / "data" / "sao_small_model_config.json")
     tsv = REPO.parent / "shared" / "reference" / "sao_small_state_dict_keys.tsv"
     if tsv.exists():

@@ -114,7 +114,8 @@ class Cache:
                 self._unusable(stage, f"entry not signed by a trusted key ({why})")
                 return None
             if found is not None and self._restore(self.store(), stage, *found, t0, ran_on):
-                self._used(found[0])
+                if ran_on is None and self.writable:
+                    self._background(self._used, found[0])
                 return found[0]
             if found is not None:
                 return None
@@ -128,11 +129,14 @@ class Cache:
     def upload_soon(self, stage, key: StageKey):
         """Upload in the background, so the stages that wait for this one can start now; the
         process waits for its uploads before it exits."""
+        self._background(self.upload, stage, key)
+
+    def _background(self, fn, *args):
         with self._lock:
             if self._uploader is None:
                 self._uploader = ThreadPoolExecutor(1, thread_name_prefix="cache-upload")
                 atexit.register(self._uploader.shutdown, wait=True)
-            self._uploader.submit(self.upload, stage, key)
+            self._uploader.submit(fn, *args)
 
     def upload(self, stage, key: StageKey):
         if not self.writable:
@@ -283,8 +287,6 @@ class Cache:
     def _used(self, key: StageKey):
         """Mark the entry used now (`used/<action key>`, the store's clock): what `cache gc`
         keeps longest. Only a writer can; a read-only client's restores leave no trace."""
-        if not self.writable:
-            return
         try:
             self.store().put_json("used", key.action, {})
         except PermissionError as e:

@@ -1,6 +1,5 @@
-"""Pydantic schemas: the build profile (TOML) and the parts of SAOS model_config.json we read."""
-import json
-import math
+"""Pydantic schema of the build profile (TOML) and where artifacts go. The model's own
+config (model_config.json) is model_config.py."""
 import os
 import tomllib
 from pathlib import Path
@@ -10,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import InputError, pydantic_error
 from .hf import locate
+from .model_config import CHECKPOINT_FILES, read_text
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout this code is in (dodo.py's folder)
 DEFAULT_PROFILE = REPO / "profiles" / "default.toml"
@@ -24,206 +24,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
-
-
-# ---------------------------------------------------------------- model_config.json
-class OobleckConfig(_Loose):
-    channels: int = Field(gt=0)
-    c_mults: list[int]
-    strides: list[int]
-    latent_dim: int = Field(gt=0)
-    use_snake: Literal[True]  # the ELU variant is not SAOS
-    antialias_activation: Literal[False] = False
-    use_nearest_upsample: Literal[False] = False
-
-    @model_validator(mode="after")
-    def _lengths(self):
-        if len(self.c_mults) != len(self.strides):
-            raise ValueError("c_mults and strides must have the same length")
-        return self
-
-
-class OobleckDecoderConfig(OobleckConfig):
-    out_channels: int = 2
-    final_tanh: bool = True  # the library default; SAOS sets false
-
-
-class OobleckEncoderConfig(OobleckConfig):
-    in_channels: int = 2
-
-
-class DecoderPart(_Loose):
-    type: Literal["oobleck"]
-    config: OobleckDecoderConfig
-
-
-class EncoderPart(_Loose):
-    type: Literal["oobleck"]
-    config: OobleckEncoderConfig
-
-
-class AutoencoderConfig(_Loose):
-    encoder: EncoderPart | None = None
-    decoder: DecoderPart
-    latent_dim: int
-    downsampling_ratio: int
-    io_channels: int
-
-
-class PretransformConfig(_Loose):
-    type: Literal["autoencoder"]
-    config: AutoencoderConfig
-    scale: float = 1.0
-
-
-class T5Params(_Loose):
-    t5_model_name: str
-    max_length: int = Field(128, gt=0)
-
-
-class T5Entry(_Loose):
-    id: str
-    type: Literal["t5"]
-    config: T5Params
-
-
-class NumberParams(_Loose):
-    min_val: float = 0.0
-    max_val: float = 1.0
-
-
-class NumberEntry(_Loose):
-    id: str
-    type: Literal["number"]
-    config: NumberParams
-
-
-class ConditioningConfig(_Loose):
-    configs: list[Annotated[Union[T5Entry, NumberEntry], Field(discriminator="type")]]
-    cond_dim: int = Field(gt=0)
-
-    @property
-    def t5(self) -> T5Entry:
-        return next(c for c in self.configs if c.type == "t5")
-
-    @property
-    def number(self) -> NumberEntry:
-        return next(c for c in self.configs if c.type == "number")
-
-    @model_validator(mode="after")
-    def _one_each(self):
-        for kind in ("t5", "number"):
-            if sum(c.type == kind for c in self.configs) != 1:
-                raise ValueError(f"exactly one conditioner of type '{kind}' is supported")
-        return self
-
-
-class AttnKwargs(_Loose):
-    qk_norm: Literal["ln"]
-
-
-class DiTConfig(_Loose):
-    io_channels: int = Field(gt=0)
-    embed_dim: int = Field(gt=0)
-    depth: int = Field(gt=0)
-    num_heads: int = Field(gt=0)
-    cond_token_dim: int = Field(gt=0)
-    global_cond_dim: int = Field(gt=0)
-    transformer_type: Literal["continuous_transformer"]
-    attn_kwargs: AttnKwargs
-    patch_size: Literal[1] = 1
-    global_cond_type: Literal["prepend"] = "prepend"
-    timestep_cond_type: Literal["global"] = "global"
-
-    @model_validator(mode="after")
-    def _heads(self):
-        if self.embed_dim % self.num_heads:
-            raise ValueError("embed_dim must be a multiple of num_heads")
-        if self.embed_dim // self.num_heads < 32:
-            raise ValueError("head dim (embed_dim/num_heads) must be >= 32 (rotary width rule)")
-        return self
-
-
-class DiffusionConfig(_Loose):
-    cross_attention_cond_ids: list[str]
-    global_cond_ids: list[str]
-    diffusion_objective: Literal["rf_denoiser", "rectified_flow"]
-    type: Literal["dit"]
-    config: DiTConfig
-
-
-class ModelSection(_Loose):
-    pretransform: PretransformConfig
-    conditioning: ConditioningConfig
-    diffusion: DiffusionConfig
-    io_channels: int
-
-
-class ModelConfig(_Loose):
-    model_type: Literal["diffusion_cond"]
-    sample_size: int = Field(gt=0)
-    sample_rate: int = Field(gt=0)
-    audio_channels: int = 2
-    model: ModelSection
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        m = self.model
-        ae = m.pretransform.config
-        if math.prod(ae.decoder.config.strides) != ae.downsampling_ratio:
-            raise ValueError("model.pretransform.config: product of decoder strides != downsampling_ratio")
-        if self.sample_size % ae.downsampling_ratio:
-            raise ValueError("sample_size must be a multiple of downsampling_ratio")
-        dit = m.diffusion.config
-        if dit.io_channels != ae.decoder.config.latent_dim:
-            raise ValueError("model.diffusion.config.io_channels != decoder latent_dim")
-        cond = m.conditioning
-        if [m.diffusion.cross_attention_cond_ids, m.diffusion.global_cond_ids] != [
-            [cond.t5.id, cond.number.id], [cond.number.id]]:
-            raise ValueError("model.diffusion: only cross ids [t5, number] and global ids [number] "
-                             "(the SAOS layout) are supported")
-        if dit.cond_token_dim != cond.cond_dim or dit.global_cond_dim != cond.cond_dim:
-            raise ValueError("model.diffusion.config: cond_token_dim/global_cond_dim != conditioning.cond_dim")
-        return self
-
-    @property
-    def latent_frames(self) -> int:
-        return self.sample_size // self.model.pretransform.config.downsampling_ratio
-
-    @property
-    def dit(self) -> DiTConfig:
-        return self.model.diffusion.config
-
-    @property
-    def decoder(self) -> OobleckDecoderConfig:
-        return self.model.pretransform.config.decoder.config
-
-    @property
-    def conditioning(self) -> ConditioningConfig:
-        return self.model.conditioning
-
-
-def _read_text(path: Path) -> str:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, None, "file not found")
-    return path.read_text()
-
-
-def load_model_config(path) -> ModelConfig:
-    path = Path(path)
-    try:
-        raw = json.loads(_read_text(path))
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"line {e.lineno} col {e.colno}", f"malformed JSON: {e.msg}") from None
-    try:
-        return ModelConfig.model_validate(raw)
-    except ValidationError as e:
-        raise pydantic_error(path, e) from None
-
-
 # ---------------------------------------------------------------- build profile
 class SyntheticSource(_Strict):
     """The embedded default: a seeded synthetic model written in the real file formats."""
@@ -233,7 +33,6 @@ class SyntheticSource(_Strict):
 
 
 T5_FILES = ("config.json", "model.safetensors", "spiece.model")
-CHECKPOINT_FILES = ("model.safetensors", "model.ckpt")  # in order of preference
 
 
 class FileSource(_Strict):
@@ -300,9 +99,19 @@ class TargetsSettings(_Strict):
     # The Arm reference app's decoder setting, XNNPACK FORCE_FP16: audio SNR vs PyTorch (worst of
     # the fixed latents). Measured on the default (tiny) decoder: 53.6 dB against x86 float32.
     min_snr_fp16_db: float = 30.0
+    # The Arm CPU qemu emulates, and so the kernels LiteRT/XNNPACK pick: an Armv9 phone core
+    # (NEON, dot-product, i8mm, fp16, SVE2; no SME) by default. "max" adds SME/SME2 (KleidiAI's
+    # SME kernels, emulated more slowly), "neoverse-n1" is Armv8.2 (dot-product, no i8mm).
+    aarch64_cpu: Literal["cortex-a710", "cortex-a76", "cortex-a55", "neoverse-n1", "neoverse-n2",
+                         "neoverse-v1", "max"] = "cortex-a710"
     # A whole generation on aarch64 (0: none; emulation runs tens of times slower than native).
     aarch64_steps: int = Field(8, ge=0)
     aarch64_dit_cases: int = Field(2, ge=1)
+    aarch64_latents: int = Field(2, ge=1)  # decoder inputs (unit-variance latents) checked
+    aarch64_prompts: int = Field(0, ge=0)  # the first N of [conditioners] prompts (0: all)
+    # Decoder checks: "all", every bundled precision plus the app's file with FORCE_FP16; "app",
+    # only the app's file as the Arm app runs it (FORCE_FP16): for real-size models.
+    aarch64_decoders: Literal["all", "app"] = "all"
     # End to end, the final latent / audio against PyTorch with the same noise, and against the
     # same bundle run on x86 (where the int8 kernels differ).
     min_latent_snr_db: float = 20.0
@@ -359,7 +168,7 @@ class Profile(_Strict):
 def load_profile(path=None) -> Profile:
     path = Path(path or DEFAULT_PROFILE).resolve()
     try:
-        raw = tomllib.loads(_read_text(path))
+        raw = tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as e:
         raise InputError(path, None, f"malformed TOML: {e}") from None
     raw.setdefault("name", path.stem)

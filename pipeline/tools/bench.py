@@ -9,6 +9,7 @@ warm invoke (decoders also vs PyTorch: ratio, SNR), artifact sizes."""
 import json
 import logging
 import os
+import re
 import shutil
 import statistics
 import subprocess

@@ -72,12 +72,12 @@ def _cache(args) -> int:
         if args.cache_command == "keygen":
             print(signing.keygen(args.name, args.out))
             return 0
-        url, options = args.store or os.environ.get("SAO_LITERT_CACHE"), {}
-        if not url or args.profile.is_file():
-            cfg = settings(load_profile(args.profile)) if args.profile.is_file() else None
-            url, options = url or (cfg and cfg.url), (cfg.options if cfg else {})
+        cfg = settings(load_profile(args.profile)) if args.profile.is_file() else None
+        url = args.store or os.environ.get("SAO_LITERT_CACHE") or (cfg.url if cfg else None)
+        options = cfg.options if cfg else {}
         if not url:
-            raise InputError(args.profile, "cache.url", "no store: give --store URL or set $SAO_LITERT_CACHE")
+            raise InputError(args.profile if cfg else "--store", "cache.url" if cfg else None,
+                             "no store: give --store URL, set $SAO_LITERT_CACHE or [cache] url in --profile")
     except InputError as e:
         sys.stderr.write(f"error: {e}\n")
         return InputError.exit_code

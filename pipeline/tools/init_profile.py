@@ -9,7 +9,8 @@ import tempfile
 from pathlib import Path
 
 from pipeline.core.atomic import write_bytes
-from pipeline.core.config import REPO, load_model_config, load_profile
+from pipeline.core.config import REPO, load_profile
+from pipeline.core.model_config import load_model_config
 from pipeline.core.errors import InputError
 
 log = logging.getLogger("sao.init")

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.core.config import ConditioningConfig
+from pipeline.core.model_config import ConditioningConfig
 
 from . import layout, shards
 from .layout import NUMBER_EMBED_DIM

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.core.config import OobleckDecoderConfig
+from pipeline.core.model_config import OobleckDecoderConfig
 
 from . import layout, shards
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.core.config import DiTConfig
+from pipeline.core.model_config import DiTConfig
 
 from . import layout, shards
 from .layout import rotary_dim

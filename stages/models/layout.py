@@ -2,7 +2,7 @@
 
 Key names are the original stable-audio-tools ones; the re-authored modules use the same names
 relative to each submodule's prefix, so a shard loads without any remapping table."""
-from pipeline.core.config import ConditioningConfig, DiTConfig, ModelConfig, OobleckConfig, OobleckDecoderConfig
+from pipeline.core.model_config import ConditioningConfig, DiTConfig, ModelConfig, OobleckConfig, OobleckDecoderConfig
 from pipeline.core.errors import InputError
 
 PREFIXES = {
