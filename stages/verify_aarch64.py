@@ -84,12 +84,11 @@ def run(inputs, outputs, config):
     for i, z in enumerate(latents):
         with torch.no_grad():
             refs[f"dec{i}"] = dec(torch.from_numpy(z)).numpy()
-    for q in [*config["decoders"], "fp16"]:
+    for q in config["decoders"]:  # one model's invokes together, as the conditioners'
         for i, z in enumerate(latents):
-            if q == "fp16":
-                invoke(f"dec{i}_fp16", "autoencoder_model.tflite", {"latent": z}, FORCE_FP16)
-            else:
-                invoke(f"dec{i}_{q}", _decoder_file(q, config), {"latent": z})
+            invoke(f"dec{i}_{q}", _decoder_file(q, config), {"latent": z})
+    for i, z in enumerate(latents):
+        invoke(f"dec{i}_fp16", "autoencoder_model.tflite", {"latent": z}, FORCE_FP16)
 
     with tempfile.TemporaryDirectory() as tmp:
         work, bundle = Path(tmp), Path(tmp) / "bundle"

@@ -27,7 +27,7 @@ from .store import Store, redact
 
 log = logging.getLogger("sao.cache")
 _ENV_URL, _ENV_MODE, _ENV_DOWNLOAD = "SAO_LITERT_CACHE", "SAO_LITERT_CACHE_MODE", "SAO_LITERT_CACHE_DOWNLOAD"
-_ENV_SIGNING, _ENV_TRUSTED = "SAO_LITERT_CACHE_SIGNING_KEY", "SAO_LITERT_CACHE_TRUSTED_KEYS"
+_ENV_SIGNING, _ENV_TRUSTED = signing.ENV_SIGNING_KEY, signing.ENV_TRUSTED_KEYS
 
 
 class BlobUnavailable(Exception):

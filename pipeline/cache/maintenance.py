@@ -13,6 +13,7 @@ younger than an hour is kept: an upload in flight writes its blobs before its en
 import logging
 import random
 import time
+from collections import Counter
 
 from .store import Store
 
@@ -49,21 +50,22 @@ def gc(store: Store, max_bytes: int | None = None, older_than_days: float | None
     blobs = store.listing("cas")
     entries = _entries(store)
     order = sorted(entries, key=lambda k: entries[k]["used"])
-    keep = dict(entries)
-
-    def referenced() -> set[str]:
-        return {d for e in keep.values() for d in e["blobs"] if d in blobs}
-
+    refs = Counter(d for e in entries.values() for d in e["blobs"] if d in blobs)  # entries per blob
+    kept_bytes = sum(blobs[d][0] for d in refs)
+    gone_entries, released = [], set()  # released: blobs whose last entry went
     for key in order:
         old = older_than_days is not None and now - entries[key]["used"] > older_than_days * 86400
-        big = max_bytes is not None and sum(blobs[d][0] for d in referenced()) > max_bytes
-        if not (old or big):
+        if not (old or (max_bytes is not None and kept_bytes > max_bytes)):
             break  # the rest are newer
-        del keep[key]
-    gone_entries = [k for k in order if k not in keep]
-    still = referenced()
-    gone_blobs = [d for d, (_, mtime) in blobs.items() if d not in still and
-                  (any(d in entries[k]["blobs"] for k in gone_entries) or now - mtime > ORPHAN_GRACE_S)]
+        gone_entries.append(key)
+        for d in entries[key]["blobs"]:
+            if d in refs:
+                refs[d] -= 1
+                if refs[d] == 0:
+                    released.add(d)
+                    kept_bytes -= blobs[d][0]
+    gone_blobs = [d for d, (_, mtime) in blobs.items()
+                  if d in released or (d not in refs and now - mtime > ORPHAN_GRACE_S)]
     freed = sum(blobs[d][0] for d in gone_blobs)
     if not dry_run:
         for key in gone_entries:
@@ -75,7 +77,7 @@ def gc(store: Store, max_bytes: int | None = None, older_than_days: float | None
     for key in gone_entries:
         log.info("%s %s (%s, last used %s)", verb, key, entries[key]["stage"],
                  time.strftime("%Y-%m-%d %H:%M", time.gmtime(entries[key]["used"])))
-    left = sum(size for d, (size, _) in blobs.items() if d not in gone_blobs)
+    left = sum(size for d, (size, _) in blobs.items()) - freed
     log.info("%s %d of %d entries and %d of %d blobs: %s freed, %s left",
              verb, len(gone_entries), len(entries), len(gone_blobs), len(blobs), _mb(freed), _mb(left))
     return {"entries": gone_entries, "blobs": gone_blobs, "freed_bytes": freed, "left_bytes": left,

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from pipeline.core.errors import InputError
 
 _DOMAIN = b"sao-litert cache entry v1\n"  # a signature over an entry is never valid for anything else
+ENV_SIGNING_KEY, ENV_TRUSTED_KEYS = "SAO_LITERT_CACHE_SIGNING_KEY", "SAO_LITERT_CACHE_TRUSTED_KEYS"
 
 
 def _name_and_bytes(line: str, source, field) -> tuple[str, bytes]:
@@ -46,7 +47,13 @@ class Signer:
         return {"key": self.name, "sig": base64.b64encode(sig).decode()}
 
 
-def trusted_keys(text: str | list[str], source="$SAO_LITERT_CACHE_TRUSTED_KEYS", field=None) -> dict:
+def env_signer() -> "Signer | None":
+    """The signer $SAO_LITERT_CACHE_SIGNING_KEY names (a Dask worker's own key), None without one."""
+    path = os.environ.get(ENV_SIGNING_KEY)
+    return Signer(Path(path), f"${ENV_SIGNING_KEY}") if path else None
+
+
+def trusted_keys(text: str | list[str], source=f"${ENV_TRUSTED_KEYS}", field=None) -> dict:
     """"NAME:BASE64[,…]" (or a list of such) → {name: public key}."""
     items = text.split(",") if isinstance(text, str) else text
     keys = {}

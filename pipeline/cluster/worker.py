@@ -8,7 +8,6 @@ The stage process dies with the worker (pipeline/core/procs.py): a killed worker
 running, and the scheduler gives the task to another worker. The cache entry is written last,
 so nothing partial is ever published."""
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -99,9 +98,7 @@ def run_stage(spec: dict) -> dict:
         code = keys.read_depfile(depfile)
         # Signed with the worker's own key ($SAO_LITERT_CACHE_SIGNING_KEY where it runs): a
         # client that trusts keys restores only what a trusted key signed.
-        signer = signing.Signer(Path(k), "$SAO_LITERT_CACHE_SIGNING_KEY") if (k := os.environ.get(
-            "SAO_LITERT_CACHE_SIGNING_KEY")) else None
-        entries.publish(store, ran, key.with_code(code), log_file, signer=signer)
+        entries.publish(store, ran, key.with_code(code), log_file, signer=signing.env_signer())
         seconds = time.perf_counter() - t0
         worker.log_event(EVENT_TOPIC, {"stage": stage.name, "worker": worker.address, "seconds": seconds,
                                        "run_s": run_s})  # seconds: fetch + run + publish

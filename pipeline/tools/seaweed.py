@@ -17,6 +17,11 @@ READER_KEY, READER_SECRET = "sao-test-reader", "sao-test-reader-secret-987654321
 BUCKET = "sao-cache"
 
 
+def _credentials(reader: bool, secret: str = SECRET_KEY) -> tuple[str, str]:
+    """(access key, secret) of the reader identity, or of the writer (with `secret`)."""
+    return (READER_KEY, READER_SECRET) if reader else (ACCESS_KEY, secret)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -36,7 +41,7 @@ class SeaweedS3:
     def env(self, secret: str = SECRET_KEY, reader: bool = False) -> dict:
         """What a user sets for an S3-compatible store: the standard AWS variables (the writer's
         credentials, or the reader's)."""
-        key, secret = (READER_KEY, READER_SECRET) if reader else (ACCESS_KEY, secret)
+        key, secret = _credentials(reader, secret)
         return {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
                 "AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -73,7 +78,7 @@ class SeaweedS3:
 
     def fs(self, reader: bool = False):
         import s3fs
-        key, secret = (READER_KEY, READER_SECRET) if reader else (ACCESS_KEY, SECRET_KEY)
+        key, secret = _credentials(reader)
         return s3fs.S3FileSystem(key=key, secret=secret, endpoint_url=self.endpoint, skip_instance_cache=True)
 
     def stop(self, grace=10.0):
