@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import ping_pong
-from .generate import BundleError, Request, generate, load_manifest, write_wav
+from .generate import MODELS, BundleError, Request, generate, load_manifest, model_file, write_wav
 
 log = logging.getLogger("sao.generate")
 
@@ -20,8 +20,10 @@ def generate_arguments(g: argparse.ArgumentParser):
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--steps", type=int, default=8)
     g.add_argument("--threads", type=int, default=2)
-    g.add_argument("--decoder-precision", help="a decoder precision in the bundle (manifest models.*.precision); "
-                                               "default: the app's autoencoder_model.tflite")
+    g.add_argument("--variant", action="append", default=[], metavar="MODEL=FILE",
+                   help="load another variant of a model (conditioners, dit, decoder) than the app set's: a bundle "
+                        "file (variants/dit_dynamic_wi4_afp32.tflite) or a precision in the bundle; repeatable")
+    g.add_argument("--decoder-precision", help="the same as --variant decoder=PRECISION")
     g.add_argument("--out", type=Path, required=True)
     g.add_argument("--report", type=Path, help="write timings as JSON here")
 
@@ -30,15 +32,15 @@ def run_generate(args, compare=None) -> int:
     """Generate, write the WAV and the report. `compare(req, noise, audio, latent, report)` adds
     to the report (the build side's `--reference`). Bad input: one `error:` line, exit 2."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    req = Request(args.prompt, args.seconds, args.seed, args.steps, args.threads, args.decoder_precision)
     try:
+        req = Request(args.prompt, args.seconds, args.seed, args.steps, args.threads, _variants(args))
         manifest = load_manifest(args.bundle)
         noise = ping_pong.noises(req.seed, manifest["sampler"]["latent_shape"], max(req.steps, 1))
         audio, latent, times = generate(args.bundle, req, noise, manifest)
         write_wav(args.out, audio, manifest["audio"]["sample_rate"])
         log.info("wrote %s: %d samples x %d channels at %d Hz", args.out, audio.shape[1], audio.shape[0],
                  manifest["audio"]["sample_rate"])
-        report = {"times_s": times}
+        report = {"models": {m: model_file(manifest, m, req.variants.get(m)) for m in MODELS}, "times_s": times}
         if compare is not None:
             compare(req, noise, audio, latent, report)
         if args.report:
@@ -47,6 +49,16 @@ def run_generate(args, compare=None) -> int:
         sys.stderr.write(f"error: {e}\n")
         return 2
     return 0
+
+
+def _variants(args) -> dict:
+    variants = {"decoder": args.decoder_precision} if args.decoder_precision else {}
+    for spec in args.variant:
+        model, _, file = spec.partition("=")
+        if model not in MODELS or not file:
+            raise BundleError(f"--variant {spec}: expected MODEL=FILE with MODEL one of {', '.join(MODELS)}")
+        variants[model] = file
+    return variants
 
 
 def main(argv=None) -> int:

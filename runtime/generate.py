@@ -34,7 +34,9 @@ class Request:
     seed: int = 0
     steps: int = 8
     threads: int = 2
-    decoder: str | None = None  # a decoder precision in the bundle; None: autoencoder_model.tflite
+    # model ("conditioners", "dit", "decoder") → a bundle file or a variant (precision) of that
+    # model in the bundle, instead of the app set's (manifest "app")
+    variants: dict | None = None
 
 
 def load_manifest(bundle: Path) -> dict:
@@ -79,16 +81,28 @@ def check(req: Request, tok: Tokenizer):
         raise BundleError("--steps: must be >= 1")
 
 
-def decoder_file(manifest: dict, precision: str | None) -> str:
-    """The bundle's decoder of that precision (the app's autoencoder_model.tflite first)."""
-    if precision is None:
-        return "autoencoder_model.tflite"
-    have = {n: m.get("precision") for n, m in manifest["models"].items() if n.startswith("autoencoder_")}
-    for name in sorted(have, key=lambda n: n != "autoencoder_model.tflite"):
-        if have[name] == precision:
-            return name
-    raise BundleError(f"--decoder-precision: the bundle has no {precision} decoder "
-                      f"(has {', '.join(sorted(set(map(str, have.values()))))})")
+MODELS = ("conditioners", "dit", "decoder")
+# Bundles written before the manifest named the app set: the Arm app's fixed names.
+_ARM_NAMES = {"conditioners": "conditioners_float32.tflite", "dit": "dit_model.tflite",
+              "decoder": "autoencoder_model.tflite"}
+
+
+def model_file(manifest: dict, model: str, variant: str | None = None) -> str:
+    """The bundle file of `model` the app loads (manifest["app"]), or the one `variant` names:
+    a bundle file name, or a precision of that model in the bundle."""
+    app = manifest.get("app", {}).get("files", _ARM_NAMES)[model]
+    if variant is None or variant == app:
+        return app
+    have = {n: m for n, m in manifest["models"].items() if m.get("model") == model}
+    name = variant if variant in have else next(
+        (n for n in sorted(have, key=lambda n: not have[n].get("app")) if have[n]["precision"] == variant), None)
+    if name is None:
+        raise BundleError(f"--variant {model}={variant}: the bundle has no such {model} file or precision (has "
+                          f"{', '.join(sorted({*have, *(m['precision'] for m in have.values())}))})")
+    if not have[name].get("gate", True):
+        raise BundleError(f"--variant {model}={variant}: {name} failed its parity gate in the build (see the "
+                          f"manifest's app.variants)")
+    return name
 
 
 def generate(bundle, req: Request, noise=None, manifest=None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -103,8 +117,7 @@ def generate(bundle, req: Request, noise=None, manifest=None) -> tuple[np.ndarra
 
     def model(name):
         return Model(bundle / name, req.threads, (bundle / WEIGHT_CACHE, manifest["files"][name]["xxh3_128"]))
-    cond_model, dit, decoder = (model(n) for n in ("conditioners_float32.tflite", "dit_model.tflite",
-                                                   decoder_file(manifest, req.decoder)))
+    cond_model, dit, decoder = (model(model_file(manifest, m, (req.variants or {}).get(m))) for m in MODELS)
     times["load"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -1,12 +1,13 @@
-"""Stage `verify_aarch64`: the bundle's models on aarch64 LiteRT kernels (NEON, dot-product, i8mm:
+"""Stage `verify_aarch64`: the app's models on aarch64 LiteRT kernels (NEON, dot-product, i8mm:
 the phone's, not x86's AVX-512 ones), run by the runtime's own code (`python -m runtime.check`)
 in an aarch64 userland under qemu user-mode emulation (`./dev aarch64` sets it up in .aarch64/)
 of the CPU `targets.aarch64_cpu` names (its features decide which kernels XNNPACK picks).
 
 The same inputs as the x86 verify stages go in; the outputs come back and are gated against the
-PyTorch modules with the same thresholds: the conditioners (every bundled precision), the DiT,
-every decoder precision (`targets.aarch64_decoders = "all"`); the app's decoder with XNNPACK's
-FORCE_FP16 flag, as the Arm reference app runs it (`targets.min_snr_fp16_db`); and, with
+PyTorch modules with the same thresholds: the app set select_app chose (its conditioners, DiT and
+decoder variants), the float32 and float16 conditioners, every decoder variant
+(`targets.aarch64_decoders = "all"`); the app's decoder with XNNPACK's FORCE_FP16 flag, as the
+Arm reference app runs it (`targets.min_snr_fp16_db`); and, with
 `targets.aarch64_steps` > 0, a whole generation (latent and audio SNR against PyTorch, and
 against the same bundle on x86). It runs before `collect`, so a failing gate leaves the bundle
 as it was."""
@@ -35,6 +36,7 @@ from stages.models import conditioners, decoder, dit
 
 log = logging.getLogger("sao.verify_aarch64")
 COND_OUT = ["cross_attention_input", "cross_attention_mask", "global_cond"]
+APP_FILES = {"conditioners": "conditioners.tflite", "dit": "dit.tflite", "decoder": "autoencoder.tflite"}
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -44,6 +46,7 @@ def run(inputs, outputs, config):
         raise InputError(None, "targets.aarch64", f"the aarch64 userland is not set up ({userland} is missing): "
                          "run `./dev aarch64`, or set [targets] aarch64 = false to build without this check")
     source = json.loads(inputs["source"].read_text())
+    chosen = json.loads(inputs["app"].read_text())["chosen"]
     feeds, refs, invokes = {}, {}, []
 
     def invoke(case, model, feed, flags=None):
@@ -53,10 +56,12 @@ def run(inputs, outputs, config):
             feeds[names[name]] = np.asarray(value)
         invokes.append({"id": case, "model": model, "inputs": names, "xnnpack_flags": flags})
 
-    # Conditioners: the profile's prompts and seconds, every bundled precision.
+    # Conditioners: the profile's prompts and seconds; float32, float16, the app's.
     cond, example = conditioners.from_shard(inputs["cond_shard"], inputs["t5_config"])
     tok = Tokenizer(inputs["spiece"], example[0].shape[1])
-    cond_files = {q: f"conditioners_{q}.tflite" for q in ("float32", "float16")}
+    cond_files = {q: f"cond_{q}.tflite" for q in ("float32", "float16") if f"cond_{q}" in inputs}
+    if chosen["conditioners"] not in cond_files:
+        cond_files[chosen["conditioners"]] = APP_FILES["conditioners"]
     cond_feeds = []
     for i, (prompt, seconds) in enumerate(zip(config["prompts"], config["seconds"])):
         ids, mask = tok(prompt)
@@ -76,7 +81,7 @@ def run(inputs, outputs, config):
         feed["t"] = np.array([ts[i * (len(ts) - 1) // max(1, config["dit_cases"] - 1)]], np.float32)
         with torch.no_grad():
             refs[f"dit{i}"] = dit_model(**{k: torch.from_numpy(v) for k, v in feed.items()}).numpy()
-        invoke(f"dit{i}", "dit_model.tflite", feed)
+        invoke(f"dit{i}", APP_FILES["dit"], feed)
     # Decoders: unit-variance latents (as verify_autoencoder); the app's again with FORCE_FP16.
     dec, dec_example = decoder.from_shard(inputs["decoder_shard"])
     g = np.random.default_rng(4321)
@@ -86,13 +91,13 @@ def run(inputs, outputs, config):
             refs[f"dec{i}"] = dec(torch.from_numpy(z)).numpy()
     for q in config["decoders"]:  # one model's invokes together, as the conditioners'
         for i, z in enumerate(latents):
-            invoke(f"dec{i}_{q}", _decoder_file(q, config), {"latent": z})
+            invoke(f"dec{i}_{q}", f"decoder_{q}.tflite", {"latent": z})
     for i, z in enumerate(latents):
-        invoke(f"dec{i}_fp16", "autoencoder_model.tflite", {"latent": z}, FORCE_FP16)
+        invoke(f"dec{i}_fp16", APP_FILES["decoder"], {"latent": z}, FORCE_FP16)
 
     with tempfile.TemporaryDirectory() as tmp:
         work, bundle = Path(tmp), Path(tmp) / "bundle"
-        manifest = _bundle(inputs, source, bundle, config)
+        manifest = _bundle(inputs, source, bundle, config, cond_files)
         request = {"bundle": str(bundle), "threads": config["threads"], "invokes": invokes, "generate": None}
         steps = config["steps"]
         if steps:
@@ -110,22 +115,22 @@ def run(inputs, outputs, config):
     if result["machine"] != "aarch64":
         raise RuntimeError(f"the emulated process reports machine {result['machine']!r}, not aarch64")
 
-    checks = []
+    checks, gates = [], config["gates"]
     for q in cond_files:
         for o in COND_OUT:
             w = worst([metrics(refs[f"cond{i}"][COND_OUT.index(o)], got[f"cond{i}_{q}/{o}"])
                        for i in range(len(config["prompts"]))])
             checks.append(("conditioners", f"{q} {o} rel. error", w["rel"], "<=", config["max_rel_cond_fp32"])
                           if q == "float32" else
-                          ("conditioners", f"{q} {o} SNR dB", w["snr_db"], ">=", config["min_snr_cond_fp16_db"]))
+                          ("conditioners", f"{q} {o} SNR dB", w["snr_db"], ">=", gates["conditioners"][q]))
     w = worst([metrics(refs[f"dit{i}"], _only(got, f"dit{i}")) for i in range(config["dit_cases"])])
-    checks.append(("dit", f"{config['dit_recipe']} SNR dB", w["snr_db"], ">=", config["min_snr_dit_db"]))
+    checks.append(("dit", f"{chosen['dit']} SNR dB", w["snr_db"], ">=", gates["dit"][chosen["dit"]]))
     for q in config["decoders"]:
         w = worst([metrics(refs[f"dec{i}"], _only(got, f"dec{i}_{q}")) for i in range(len(latents))])
         checks.append(("decoder", f"{q} rel. error", w["rel"], "<=", config["max_rel_dec_fp32"]) if q == "float32"
-                      else ("decoder", f"{q} audio SNR dB", w["snr_db"], ">=", config["min_snr_dec_int8_db"]))
+                      else ("decoder", f"{q} audio SNR dB", w["snr_db"], ">=", gates["decoder"][q]))
     w = worst([metrics(refs[f"dec{i}"], _only(got, f"dec{i}_fp16")) for i in range(len(latents))])
-    checks.append(("decoder", f"{config['app_decoder']} with FORCE_FP16 audio SNR dB", w["snr_db"], ">=",
+    checks.append(("decoder", f"{chosen['decoder']} with FORCE_FP16 audio SNR dB", w["snr_db"], ">=",
                    config["min_snr_fp16_db"]))
     if steps:
         for what, ref, x86, arm in (("latent", ref_latent, x86_latent, got["generate/latent"]),
@@ -153,21 +158,18 @@ def _only(got: dict, case: str) -> np.ndarray:
     return value
 
 
-def _decoder_file(precision: str, config) -> str:
-    return "autoencoder_model.tflite" if precision == config["app_decoder"] else f"autoencoder_{precision}.tflite"
-
-
-def _bundle(inputs, source, bundle: Path, config) -> dict:
-    """The files collect will bundle, linked under their bundle names, with the manifest fields
-    the runtime reads (collect writes the full manifest once every gate has passed)."""
+def _bundle(inputs, source, bundle: Path, config, cond_files) -> dict:
+    """The files to check, linked into one folder: the app set under role names, with the
+    manifest fields the runtime reads (collect writes the full manifest once every gate has passed)."""
     bundle.mkdir()
-    files = {"conditioners_float32.tflite": "cond_float32", "conditioners_float16.tflite": "cond_float16",
-             "dit_model.tflite": "dit", "spiece.model": "spiece",
-             **{_decoder_file(q, config): f"decoder_{q}" for q in {*config["decoders"], config["app_decoder"]}}}
+    files = {**{name: f"app_{m}" for m, name in APP_FILES.items()}, "spiece.model": "spiece",
+             **{name: f"cond_{q}" for q, name in cond_files.items() if name not in APP_FILES.values()},
+             **{f"decoder_{q}.tflite": f"decoder_{q}" for q in config["decoders"]}}
     for name, role in files.items():
         os.symlink(Path(inputs[role]).resolve(), bundle / name)
     steps = config["steps"] or 1
     manifest = {"files": {n: {"xxh3_128": file_digest(bundle / n)} for n in files},
+                "app": {"files": APP_FILES},
                 "tokenizer": {"length": source["prompt_tokens"]},
                 "sampler": {"steps": steps, "latent_shape": [1, source["latent_channels"], source["latent_frames"]]},
                 "audio": {"sample_rate": source["sample_rate"]}}

@@ -1,7 +1,8 @@
 """Stage `verify_autoencoder`: autoencoder_model.tflite vs the PyTorch decoder on unit-variance
 latents. Gated by relative max-abs error, unless the fp32 reference itself differs from an fp64
-run by more than that tolerance: then by SNR against the fp64 run (reported as such). A
-dynamic_int8 decoder, when built, is gated by its audio SNR against the same PyTorch outputs."""
+run by more than that tolerance: then by SNR against the fp64 run (reported as such); either
+fails the stage. Every other decoder variant (config `variants`) is gated by its audio SNR
+against the same PyTorch outputs, on its own threshold, and reported for select_app."""
 import copy
 import logging
 
@@ -39,10 +40,9 @@ def run(inputs, outputs, config):
         if report["fp32_vs_fp64_floor"]["rel"] > config["max_rel_fp32"]:
             report["gated_by"] = "SNR vs fp64: the fp32 reference itself is above the relative tolerance"
             checks = [("SNR dB vs fp64 decoder", report["vs_float64"]["worst"]["snr_db"], ">=", config["min_snr_db"])]
-    if "dynamic_int8" in inputs:  # gated against the PyTorch decoder like the float file
-        q = Model(inputs["dynamic_int8"])
-        vs8 = [metrics(r, next(iter(q(latent=z).values()))) for r, z in zip(refs, latents)]
-        report["dynamic_int8"] = {"worst": worst(vs8), "cases": vs8}
-        checks.append(("dynamic_int8 audio SNR dB", report["dynamic_int8"]["worst"]["snr_db"], ">=",
-                       config["min_snr_int8_db"]))
+    for v, limit in config["variants"].items():  # gated against the PyTorch decoder like the float file
+        q = Model(inputs[v])
+        vs = [metrics(r, next(iter(q(latent=z).values()))) for r, z in zip(refs, latents)]
+        report[v] = {"worst": worst(vs), "cases": vs}
+        checks.append((f"{v} audio SNR dB", report[v]["worst"]["snr_db"], ">=", limit, v))
     gate(report, checks, outputs["report"], log)

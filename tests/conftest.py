@@ -33,7 +33,7 @@ def doit(*args, profile=None, env=None, check=True, cwd=REPO):
     return r
 
 
-DIT_CHAIN = {"dit_reauthor", "dit_convert", "dit_quantize", "verify_dit"}
+DIT_CHAIN = {"dit_reauthor", "dit_convert", "dit_quantize", "verify_dit", "select_app"}  # select_app: the app set
 DIT_KEY = "model.model.transformer.layers.1.cross_attn.to_q.weight"
 
 

@@ -199,7 +199,7 @@ def test_impossible_tolerance_fails_the_build(built):
 
 
 def test_corrupted_tflite_fails_the_build(built):
-    f = built["out"] / "conditioners" / "conditioners_float16.tflite"
+    f = built["out"] / "conditioners" / "conditioners_float32.tflite"  # the reference variant: always gated
     before, data = _artifacts(built["out"]), f.read_bytes()
     bad = bytearray(data)
     bad[len(bad) // 2: len(bad) // 2 + 4096] = bytes(4096)  # zero a block of weights

@@ -16,8 +16,11 @@ def test_manifest_matches_tflite_files(default_bundle):
     from ai_edge_litert.interpreter import Interpreter
     bundle = default_bundle / "bundle"
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"conditioners_float32.tflite", "conditioners_float16.tflite",
-                                      "dit_model.tflite", "autoencoder_model.tflite", "spiece.model"}
+    assert set(manifest["files"]) == {"conditioners_float32.tflite", "dit_model.tflite", "autoencoder_model.tflite",
+                                      "spiece.model", "variants/conditioners_float32.tflite",
+                                      "variants/conditioners_float16.tflite", "variants/dit_dynamic_wi8_afp32.tflite",
+                                      "variants/autoencoder_float32.tflite"}
+    assert manifest["app"]["models"] == ["conditioners_float32.tflite", "dit_model.tflite", "autoencoder_model.tflite"]
     for name, entry in manifest["files"].items():
         data = (bundle / name).read_bytes()
         assert entry["bytes"] == len(data)
@@ -121,7 +124,8 @@ def test_xnnpack_weight_cache_beside_the_bundle(default_bundle, tmp_path):
     assert "INFO: [" not in r.stderr  # LiteRT's runtime chatter is kept off the console
     want = {f"{n}.{manifest['files'][n]['xxh3_128'][:16]}.xnnpack" for n in ("dit_model.tflite", "autoencoder_model.tflite")}
     assert {p.name for p in cache.iterdir()} == want | {"verified.json"}  # conditioners: Interpreter, no cache
-    assert set(manifest["files"]) == {p.name for p in bundle.iterdir() if p.is_file()} - {"manifest.json"}
+    assert set(manifest["files"]) == {str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file()
+                                      and p.parent.name != ".xnnpack_cache"} - {"manifest.json"}
     stamps = {p.name: p.stat().st_mtime_ns for p in cache.iterdir() if p.suffix == ".xnnpack"}
     r = _generate(bundle, *args, out=tmp_path / "2.wav")
     assert r.returncode == 0, r.stderr
@@ -152,7 +156,7 @@ def test_start_up_remembers_verified_files(default_bundle, tmp_path):
     memo = json.loads((bundle / ".xnnpack_cache" / "verified.json").read_text())
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert {n: d for n, (_, _, _, d) in memo.items()} == {n: f["xxh3_128"] for n, f in manifest["files"].items()}
-    f16 = bundle / "conditioners_float16.tflite"  # bundled, checked, not loaded by generate
+    f16 = bundle / "variants" / "conditioners_float16.tflite"  # bundled, checked, not loaded by generate
     st, data = f16.stat(), bytearray(f16.read_bytes())
     data[len(data) // 2] ^= 0xFF
     with open(f16, "r+b") as f:  # same inode and size; the old mtime put back: the memo trusts it

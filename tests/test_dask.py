@@ -21,7 +21,7 @@ from pipeline.cluster.worker import EVENT_TOPIC
 
 STAGES = {"synth", "checkpoint", "conditioners_onnx", "conditioners_tflite", "verify_conditioners", "dit_reauthor",
           "dit_convert", "dit_quantize", "verify_dit", "autoencoder_reauthor", "autoencoder_convert",
-          "verify_autoencoder", "collect"}
+          "verify_autoencoder", "select_app", "collect"}
 SYNTHETIC = '[source]\nkind = "synthetic"\nseed = 0\n' + NO_AARCH64
 
 
@@ -120,10 +120,11 @@ def test_c_two_recipes_at_once_share_every_common_stage(world):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert r.returncode == 0, r.stdout[-3000:]
     assert "at once on the Dask cluster" in r.stdout
-    per_recipe = {"dit_quantize", "verify_dit", "collect"}
+    per_recipe = {"dit_quantize", "verify_dit", "select_app", "collect"}
     assert executions(world, since) == Counter({s: 2 if s in per_recipe else 1 for s in STAGES})
     fa, fb = (manifest_files(world["clone"] / "artifacts" / n) for n in ("recipe_a", "recipe_b"))
-    assert {f for f in fa if fa[f] != fb[f]} == {"dit_model.tflite"}
+    assert {f for f in fa.keys() | fb.keys() if fa.get(f) != fb.get(f)} == {
+        "dit_model.tflite", "variants/dit_dynamic_wi8_afp32.tflite", "variants/dit_weight_only_wi8_afp32.tflite"}
 
 
 def test_d_key_mismatch_is_refused_by_the_worker(world):

@@ -111,7 +111,8 @@ def test_remaining_chain_follows_the_dag(tmp_path):
     rest = resources.remaining_seconds(stages(load_profile(write_profile(tmp_path, "x", SYNTHETIC))))
     m = {k: v[2] for k, v in resources.MEASURED.items()}
     assert rest["collect"] == m["collect"]
-    assert rest["autoencoder_convert"] == pytest.approx(m["autoencoder_convert"] + m["verify_autoencoder"] + m["collect"])
+    assert rest["autoencoder_convert"] == pytest.approx(m["autoencoder_convert"] + m["verify_autoencoder"] + m["select_app"]
+                                                        + m["collect"])
     assert rest["synth"] == max(rest.values())
 
 

@@ -45,12 +45,13 @@ def test_c_one_dit_tensor(built):
 
 def test_d_dit_only_profile_field(built):
     built["profile"].write_text(built["head"] + "[dit]\nmin_snr_quant_db = 20.0\n")
-    assert run(built) == {"verify_dit"}  # no artifact bytes change, so the manifest stays
+    # no model bytes change; the gate is recorded (select_app's report, the manifest's app.variants)
+    assert run(built) == {"verify_dit", "select_app", "collect"}
 
 
 def test_e_quant_recipe(built):
     built["profile"].write_text(built["head"] + '[dit]\nmin_snr_quant_db = 20.0\nquant_recipe = "weight_only_wi8_afp32"\n')
-    assert run(built) == {"dit_quantize", "verify_dit", "collect"}
+    assert run(built) == {"dit_quantize", "verify_dit", "select_app", "collect"}
 
 
 def test_g_onnx2tf_options(built):
@@ -58,7 +59,7 @@ def test_g_onnx2tf_options(built):
     built["profile"].write_text(body + '[conditioners]\nonnx2tf = { keep_shape_absolutely_input_names = ["input_ids", "attention_mask", "seconds_total"], verbosity = "error" }\n')
     ran = run(built)
     assert "conditioners_tflite" in ran
-    assert ran <= {"conditioners_tflite", "verify_conditioners", "collect"}
+    assert ran <= {"conditioners_tflite", "verify_conditioners", "select_app", "collect"}
 
 
 def test_h_one_target_deleted(built):
@@ -69,12 +70,12 @@ def test_h_one_target_deleted(built):
     if file_digest(f) == before:  # conversion is deterministic: nothing downstream is stale
         assert ran == {"dit_convert"}
     else:
-        assert ran == {"dit_convert", "dit_quantize", "verify_dit", "collect"}
+        assert ran == {"dit_convert", "dit_quantize", "verify_dit", "select_app", "collect"}
 
 
 def test_i_toolchain_version(built):
     env = {"SAO_LITERT_TOOLCHAIN_OVERRIDE": json.dumps({"onnx2tf": "9.9.9"})}
     ran = run(built, env=env)
     assert "conditioners_tflite" in ran
-    assert ran <= {"conditioners_tflite", "verify_conditioners", "collect"}
+    assert ran <= {"conditioners_tflite", "verify_conditioners", "select_app", "collect"}
     assert run(built, env=env) == set()

@@ -49,7 +49,10 @@ def test_a_the_page_in_a_browser(report, default_bundle, tmp_path):
     assert dag and 'viewBox="' in dag[1]
     assert all(f"<title>{s.name}</title>" in dag[1] for s in stages(load_profile(None)))
     images = re.findall(r"<img\b[^>]*>", dom)
-    assert len(images) >= 1  # the sample (and latency after a bench)
+    assert len(images) >= 2 and any('id="pareto"' in i for i in images)  # the app sets, the sample (, latency)
+    manifest = json.loads((default_bundle / "bundle" / "manifest.json").read_text())
+    rows = set(re.findall(r'<tr data-model="(\w+)" data-variant="(\w+)"', dom))  # every variant, a row
+    assert rows == {(m, v) for m, vs in manifest["app"]["variants"].items() for v in vs}
     for img in images:
         w, h = (re.search(rf'data-natural-{k}="(\d+)"', img) for k in ("width", "height"))
         assert w and h and int(w[1]) > 0 and int(h[1]) > 0, img[:120]

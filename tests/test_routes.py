@@ -9,7 +9,13 @@ from conftest import doit, executed
 from pipeline.core.parity import ParityError
 from runtime.litert import Model
 from stages import conditioners_tflite, verify_conditioners, verify_dit, verify_autoencoder
-from pipeline.core.config import ConditionersSettings, DitSettings, AutoencoderSettings
+from pipeline.core.config import ConditionersSettings, load_profile
+from pipeline.core.dag import stages
+
+
+def _config(stage: str, **changes) -> dict:
+    """The stage's config slice of the default profile (as pipeline/core/dag.py builds it), changed."""
+    return {**{s.name: s for s in stages(load_profile(None))}[stage].config, **changes}
 
 
 def _cond_inputs(a):
@@ -23,7 +29,7 @@ def test_reports_written_and_passing(default_bundle):
         report = json.loads((default_bundle / f"reports/parity_{name}.json").read_text())
         assert report["pass"] is True and all(c["pass"] for c in report["checks"]), name
     dit = json.loads((default_bundle / "reports/parity_dit.json").read_text())
-    assert dit["quantized"]["worst"]["snr_db"] >= 28
+    assert dit["dynamic_wi8_afp32"]["worst"]["snr_db"] >= 28 and dit["variants"]["dynamic_wi8_afp32"]["pass"]
     assert (default_bundle / "conditioners/conditioners.onnx").stat().st_size > 0
     assert not list((default_bundle / "conditioners").glob("*.pb")), "onnx2tf work files belong in work/"
 
@@ -36,19 +42,27 @@ def test_conditioners_onnx_is_opset_15_with_names(default_bundle):
     assert [o.name for o in m.graph.output] == ["cross_attention_input", "cross_attention_mask", "global_cond"]
 
 
-def test_verify_conditioners_fails_on_corrupt_tflite(default_bundle, tmp_path):
-    inputs = _cond_inputs(default_bundle)
-    bad = tmp_path / "conditioners_float16.tflite"
-    data = bytearray(inputs["float16"].read_bytes())
+def _zero_a_block(src, dst):
+    data = bytearray(src.read_bytes())
     data[len(data) // 2: len(data) // 2 + 4096] = bytes(4096)  # zero a block of weights
-    bad.write_bytes(bytes(data))
-    cfg = ConditionersSettings().model_dump(exclude={"opset", "onnx2tf"})
-    with pytest.raises(Exception):
-        verify_conditioners.run({**inputs, "float16": bad}, {"report": tmp_path / "r.json"}, cfg)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_verify_conditioners_fails_a_corrupt_variant_and_stops_on_a_corrupt_float32(default_bundle, tmp_path):
+    inputs = _cond_inputs(default_bundle)
+    bad = _zero_a_block(inputs["float16"], tmp_path / "conditioners_float16.tflite")
+    verify_conditioners.run({**inputs, "float16": bad}, {"report": tmp_path / "r.json"}, _config("verify_conditioners"))
+    report = json.loads((tmp_path / "r.json").read_text())  # a variant's failure: reported, left to select_app
+    assert report["pass"] is True and report["variants"]["float16"]["pass"] is False
+    assert not all(c["pass"] for c in report["checks"] if c.get("variant") == "float16")
+    with pytest.raises(ParityError, match="float32 cross_attention_input rel. error"):  # the float16 file posing as float32
+        verify_conditioners.run({**inputs, "float32": inputs["float16"]}, {"report": tmp_path / "r.json"},
+                                _config("verify_conditioners"))
 
 
 def test_verify_conditioners_fails_on_impossible_tolerance(default_bundle, tmp_path):
-    cfg = ConditionersSettings(max_rel_fp32=1e-12).model_dump(exclude={"opset", "onnx2tf"})
+    cfg = _config("verify_conditioners", max_rel_fp32=1e-12)
     with pytest.raises(ParityError, match="float32 cross_attention_input"):
         verify_conditioners.run(_cond_inputs(default_bundle), {"report": tmp_path / "r.json"}, cfg)
     assert json.loads((tmp_path / "r.json").read_text())["pass"] is False
@@ -71,26 +85,27 @@ def test_verify_dit_fails_on_wrong_artifact(default_bundle, tmp_path):
     a = default_bundle / "dit"
     inputs = {"shard": default_bundle / "shards/dit.safetensors",
               "float32": a / "dit_model.tflite",  # the int8 file posing as float32
-              "quantized": a / "dit_model.tflite"}
+              "dynamic_wi8_afp32": a / "dit_model.tflite"}
     with pytest.raises(ParityError, match="float32 rel. max-abs error"):
-        verify_dit.run(inputs, {"report": tmp_path / "r.json"}, DitSettings().model_dump())
+        verify_dit.run(inputs, {"report": tmp_path / "r.json"}, _config("verify_dit"))
 
 
 def test_verify_autoencoder_fails_on_wrong_artifact(default_bundle, tmp_path):
-    bad = tmp_path / "autoencoder_model.tflite"
-    data = bytearray((default_bundle / "autoencoder/autoencoder_model.tflite").read_bytes())
-    data[-20000:-16000] = bytes(4000)
-    bad.write_bytes(bytes(data))
-    with pytest.raises(Exception):
+    from stages import quantize
+    from pipeline.core.recipes import RECIPES
+    bad = tmp_path / "autoencoder_model.tflite"  # an int8 decoder posing as the float32 one
+    quantize.run({"tflite": default_bundle / "autoencoder/autoencoder_model.tflite"}, {"tflite": bad},
+                 {"recipe": "dynamic_int8", "entries": RECIPES["dynamic_int8"]})
+    with pytest.raises(ParityError, match="float32 rel. max-abs error"):
         verify_autoencoder.run({"shard": default_bundle / "shards/decoder.safetensors", "tflite": bad},
-                               {"report": tmp_path / "r.json"}, AutoencoderSettings().model_dump())
+                               {"report": tmp_path / "r.json"}, _config("verify_autoencoder"))
 
 
 def test_verify_autoencoder_falls_back_to_snr_vs_fp64_below_fp32_noise(default_bundle, tmp_path):
     # A tolerance under the fp32-vs-fp64 floor of the PyTorch decoder itself: gated by SNR vs fp64.
     inputs = {"shard": default_bundle / "shards/decoder.safetensors",
               "tflite": default_bundle / "autoencoder/autoencoder_model.tflite"}
-    cfg = AutoencoderSettings(max_rel_fp32=1e-12).model_dump()
+    cfg = _config("verify_autoencoder", max_rel_fp32=1e-12)
     verify_autoencoder.run(inputs, {"report": tmp_path / "r.json"}, cfg)
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["gated_by"].startswith("SNR vs fp64") and report["pass"] is True

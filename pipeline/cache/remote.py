@@ -73,8 +73,9 @@ def digest_of(path, reg: Registry | None) -> str:
 
 
 def consumed(table) -> set[Path]:
-    """The files some stage reads: the outputs a toplevel restore leaves in the cache."""
-    return {p for s in table for p in s.inputs.values()}
+    """The files some stage reads: the outputs a toplevel restore leaves in the cache. Not the
+    reports (reports/*.json: small, and what people and the report page read)."""
+    return {p for s in table for p in s.inputs.values() if p.parent.name != "reports"}
 
 
 def commit_fetched(tmp: Path, path: Path, digest: str, reg: Registry):

@@ -3,7 +3,7 @@ config (model_config.json) is model_config.py."""
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -48,7 +48,50 @@ class FileSource(_Strict):
     t5_dir: Path | None = None
 
 
-class ConditionersSettings(_Strict):
+ConditionersVariant = Literal["float32", "float16", "dynamic_wi8_afp32", "dynamic_wi4_afp32"]
+DitRecipe = Literal["dynamic_wi8_afp32", "weight_only_wi8_afp32", "dynamic_wi4_afp32", "dynamic_wi4ff_wi8_afp32"]
+DecoderPrecision = Literal["float32", "dynamic_int8", "dynamic_int8_float_ends", "float16"]
+
+
+class _Variants(_Strict):
+    """A model's precision variants (each built by its own stage, gated against PyTorch on its
+    own threshold) and which one the app loads: pinned, or "auto" (chosen by [app]). A variant
+    failing its gate is reported and left out of the choice; it fails the build only when pinned."""
+    app: str | None = "auto"
+    # Per-variant gates, SNR (dB) against PyTorch, over the defaults in GATES.
+    variant_min_snr_db: dict[str, float] = {}
+    GATES: ClassVar[dict[str, float]] = {}
+    FIELD: ClassVar[str] = "variants"
+    FROM_FLOAT32: ClassVar[bool] = True  # float32 is built, the reference the others are made from
+
+    @property
+    def built(self) -> list[str]:
+        """Every variant this profile builds."""
+        return self.variants
+
+    def min_snr(self, variant: str) -> float:
+        return self.variant_min_snr_db.get(variant, self.GATES.get(variant))
+
+    @model_validator(mode="after")
+    def _check_variants(self):
+        if len(set(self.built)) != len(self.built):
+            raise ValueError(f"{self.FIELD} {self.built} name one twice")
+        if self.FROM_FLOAT32 and "float32" not in self.built:
+            raise ValueError(f"{self.FIELD} must include float32 (the other variants are made from it)")
+        if unknown := set(self.variant_min_snr_db) - set(self.GATES):
+            raise ValueError(f"variant_min_snr_db: no variant {', '.join(sorted(unknown))} (variants with a "
+                             f"threshold here: {', '.join(self.GATES)})")
+        if self.app not in ("auto", None, *self.built):
+            raise ValueError(f"app '{self.app}' is not one of {self.FIELD} {self.built} (or \"auto\")")
+        return self
+
+
+class ConditionersSettings(_Variants):
+    # float32 and float16 come from onnx2tf; the dynamic_* ones are quantized from the float32
+    # file (ai-edge-quantizer, pipeline/core/recipes.py). float32 is always built.
+    variants: list[ConditionersVariant] = ["float32", "float16"]
+    app: Literal["auto"] | ConditionersVariant = "float32"
+    GATES: ClassVar[dict[str, float]] = {"dynamic_wi8_afp32": 25.0, "dynamic_wi4_afp32": 15.0}
     opset: int = 15
     # Keyword arguments of onnx2tf.convert (its CLI flags' long names). Keeping the input shapes
     # as given (-kat) stops NCW/NWC guessing on [1, L].
@@ -60,22 +103,46 @@ class ConditionersSettings(_Strict):
     max_rel_fp32: float = 1e-4
     min_snr_fp16_db: float = 40.0
 
+    def min_snr(self, variant):
+        return self.min_snr_fp16_db if variant == "float16" else super().min_snr(variant)
 
-class DitSettings(_Strict):
-    quant_recipe: Literal["dynamic_wi8_afp32", "weight_only_wi8_afp32", "dynamic_wi4_afp32"] = "dynamic_wi8_afp32"
+
+class DitSettings(_Variants):
+    # The DiT is always quantized from the float32 conversion (never bundled): quant_recipe makes
+    # dit_model.tflite (stage dit_quantize); `variants` adds more recipes (stages dit_quantize_<recipe>),
+    # dynamic_wi4ff_wi8_afp32: int4 weights on the feed-forward layers, int8 elsewhere.
+    quant_recipe: DitRecipe = "dynamic_wi8_afp32"
+    variants: list[DitRecipe] = []  # besides quant_recipe
+    app: Literal["auto"] | DitRecipe | None = None  # None: quant_recipe
+    GATES: ClassVar[dict[str, float]] = {"dynamic_wi8_afp32": 28.0, "weight_only_wi8_afp32": 28.0,
+                                         "dynamic_wi4_afp32": 15.0, "dynamic_wi4ff_wi8_afp32": 18.0}
+    FIELD: ClassVar[str] = "quant_recipe and variants"
+    FROM_FLOAT32: ClassVar[bool] = False  # from the float32 conversion, which is not a variant
     max_rel_fp32: float = 1e-4
-    min_snr_quant_db: float = 28.0
+    min_snr_quant_db: float = 28.0  # quant_recipe's gate
     verify_cases: int = 4
 
+    @property
+    def built(self) -> list[str]:
+        return [self.quant_recipe, *self.variants]
 
-DecoderPrecision = Literal["float32", "dynamic_int8"]
+    def min_snr(self, variant):
+        return self.min_snr_quant_db if variant == self.quant_recipe else super().min_snr(variant)
+
+    @property
+    def app_variant(self) -> str:  # "auto" or a recipe
+        return self.app or self.quant_recipe
 
 
-class AutoencoderSettings(_Strict):
-    # Decoder files built and bundled. float32 is always built (the others are quantized from
-    # it); dynamic_int8: int8 weights and compute on every conv (stages/quantize.py).
+class AutoencoderSettings(_Variants):
+    # Decoder files built (`precisions`, the variants). float32 is always built (the others are
+    # quantized from it): dynamic_int8, int8 weights and compute on every conv; dynamic_int8_float_ends,
+    # the same with the first and last convs left float32; float16, float16 weights (FLOAT_CASTING).
     precisions: list[DecoderPrecision] = ["float32"]
-    app: DecoderPrecision = "float32"  # the one that becomes the bundle's autoencoder_model.tflite
+    # The one the app loads (autoencoder_model.tflite in the Arm layout), or "auto" ([app]).
+    app: Literal["auto"] | DecoderPrecision = "float32"
+    GATES: ClassVar[dict[str, float]] = {"dynamic_int8_float_ends": 25.0, "float16": 40.0}
+    FIELD: ClassVar[str] = "precisions"
     max_rel_fp32: float = 1e-4
     # Used only when the fp32 reference itself differs from fp64 by more than max_rel_fp32.
     min_snr_db: float = 60.0
@@ -83,13 +150,12 @@ class AutoencoderSettings(_Strict):
     # 31.1 dB at real size (random weights).
     min_snr_int8_db: float = 25.0
 
-    @model_validator(mode="after")
-    def _app_is_built(self):
-        if "float32" not in self.precisions:
-            raise ValueError("precisions must include float32 (the other precisions are made from it)")
-        if self.app not in self.precisions:
-            raise ValueError(f"app '{self.app}' is not one of precisions {self.precisions}")
-        return self
+    @property
+    def variants(self) -> list[str]:
+        return self.precisions
+
+    def min_snr(self, variant):
+        return self.min_snr_int8_db if variant == "dynamic_int8" else super().min_snr(variant)
 
 
 class TargetsSettings(_Strict):
@@ -144,6 +210,25 @@ class ExecutorSettings(_Strict):
     scheduler: str | None = None  # the Dask scheduler's address, tcp://host:8786 (kind = "dask")
 
 
+class AppSettings(_Strict):
+    """Which variants the app loads where a model's `app` is "auto" (stages/select_app.py): the
+    combinations of the variants that passed their own gates, run end to end on fixed requests
+    (the first `requests` of [conditioners] prompts, [generate] steps, seeded noise) against
+    PyTorch; of those meeting every constraint, the best by `objective`."""
+    objective: Literal["smallest", "fastest"] = "smallest"  # app-set bytes, or warm generation seconds
+    max_bytes: int | None = Field(None, gt=0)  # the three models the app loads, together
+    min_latent_snr_db: float = 20.0  # the final latent against PyTorch's with the same noise
+    min_audio_snr_db: float = 15.0   # the decoded audio against PyTorch's
+    requests: int = Field(1, ge=1)
+    timing_runs: int = Field(3, ge=1)  # warm invokes per variant (the median is reported)
+    # "arm": the app set under the Arm app's fixed names (conditioners_float32.tflite, dit_model.tflite,
+    # autoencoder_model.tflite) whatever their precision (the manifest records it); "roles":
+    # conditioners.tflite, dit.tflite, autoencoder.tflite.
+    layout: Literal["arm", "roles"] = "arm"
+    # Every built variant also under bundle/variants/ (`generate --variant`), or left out.
+    bundle_variants: bool = True
+
+
 class GenerateSettings(_Strict):
     steps: int = Field(8, ge=1)
 
@@ -155,6 +240,7 @@ class Profile(_Strict):
     dit: DitSettings = DitSettings()
     autoencoder: AutoencoderSettings = AutoencoderSettings()
     generate: GenerateSettings = GenerateSettings()
+    app: AppSettings = AppSettings()
     targets: TargetsSettings = TargetsSettings()
     cache: CacheSettings = CacheSettings()
     executor: ExecutorSettings = ExecutorSettings()

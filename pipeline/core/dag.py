@@ -4,6 +4,7 @@ are recorded when it runs (pipeline/core/keys.py), never listed here."""
 from pathlib import Path
 
 from .config import FileSource, Profile
+from .recipes import RECIPES
 from .stage import Stage
 from .toolchain import aarch64_versions
 
@@ -23,22 +24,53 @@ def source_files(p: Profile) -> dict[str, Path]:
             "spiece": d / "t5" / "spiece.model"}
 
 
+MODELS = ("conditioners", "dit", "decoder")
+# The app set's bundle names: the Arm audiogen app's fixed ones, or one per role ([app] layout).
+APP_NAMES = {"arm": {"conditioners": "conditioners_float32.tflite", "dit": "dit_model.tflite",
+                     "decoder": "autoencoder_model.tflite"},
+             "roles": {"conditioners": "conditioners.tflite", "dit": "dit.tflite", "decoder": "autoencoder.tflite"}}
+PREFIX = {"conditioners": "conditioners", "dit": "dit", "decoder": "autoencoder"}
+QUANTIZER = ("ai-edge-quantizer", "ai-edge-litert")
+
+
+def variant_files(p: Profile) -> dict[str, dict[str, Path]]:
+    """model → variant → the file its stage builds."""
+    o = p.out
+    return {"conditioners": {v: o / "conditioners" / f"conditioners_{v}.tflite" for v in p.conditioners.built},
+            "dit": {v: o / "dit" / ("dit_model.tflite" if v == p.dit.quant_recipe else f"dit_{v}.tflite")
+                    for v in p.dit.built},
+            "decoder": {q: o / "autoencoder" / ("autoencoder_model.tflite" if q == "float32" else f"autoencoder_{q}.tflite")
+                        for q in p.autoencoder.built}}
+
+
+def bundle_names(p: Profile) -> dict[str, str]:
+    """Every bundled .tflite: bundle name → "model/variant" (the app set's as "model/app")."""
+    names = {name: f"{m}/app" for m, name in APP_NAMES[p.app.layout].items()}
+    if p.app.bundle_variants:
+        names |= {f"variants/{PREFIX[m]}_{v}.tflite": f"{m}/{v}" for m, vs in variant_files(p).items() for v in vs}
+    return names
+
+
+def pins(p: Profile) -> dict[str, str]:
+    """model → the variant the profile pins as the app's, or "auto"."""
+    return {"conditioners": p.conditioners.app, "dit": p.dit.app_variant, "decoder": p.autoencoder.app}
+
+
+def _quantize(name: str, doc: str, src: Path, dst: Path, recipe: str) -> Stage:
+    return Stage(name, doc, "quantize", inputs={"tflite": src}, outputs={"tflite": dst},
+                 config={"recipe": recipe, "entries": RECIPES[recipe]}, tools=QUANTIZER)
+
+
 def stages(p: Profile) -> list[Stage]:
     src = source_files(p)
     o = p.out
     shards = {k: o / "shards" / f"{k}.safetensors" for k in ("conditioners", "dit", "decoder")}
     facts = o / "shards" / "source.json"  # checkpoint hash + audio facts, for the manifest
     cond, dit, ae, rep = o / "conditioners", o / "dit", o / "autoencoder", o / "reports"
-    decoders = {q: ae / ("autoencoder_model.tflite" if q == "float32" else f"autoencoder_{q}.tflite")
-                for q in p.autoencoder.precisions}
-    app = p.autoencoder.app
-    # bundle name → (built file, precision); the app's decoder is autoencoder_model.tflite
-    finals = {"conditioners_float32.tflite": (cond / "conditioners_float32.tflite", "float32"),
-              "conditioners_float16.tflite": (cond / "conditioners_float16.tflite", "float16"),
-              "dit_model.tflite": (dit / "dit_model.tflite", p.dit.quant_recipe),
-              "autoencoder_model.tflite": (decoders[app], app),
-              **{f"autoencoder_{q}.tflite": (f, q) for q, f in decoders.items() if q != app},
-              "spiece.model": (src["spiece"], None)}
+    files = variant_files(p)
+    c, d, a = p.conditioners, p.dit, p.autoencoder
+    app_files = {m: o / "app" / f"{m}.tflite" for m in MODELS}  # the chosen variants (select_app)
+    parity = {m: rep / f"parity_{m}.json" for m in ("conditioners", "dit", "autoencoder")}
     table = []
     if not isinstance(p.source, FileSource):
         table.append(Stage(
@@ -53,21 +85,24 @@ def stages(p: Profile) -> list[Stage]:
         Stage("conditioners_onnx", "Export T5 + seconds_total embedder to ONNX (legacy exporter, fixed shapes)",
               "conditioners_onnx", inputs={"shard": shards["conditioners"], "t5_config": src["t5_config"],
                                            "t5_weights": src["t5_weights"]},
-              outputs={"onnx": cond / "conditioners.onnx"}, config={"opset": p.conditioners.opset},
+              outputs={"onnx": cond / "conditioners.onnx"}, config={"opset": c.opset},
               tools=(*TORCH, "transformers", "onnx")),
         Stage("conditioners_tflite", "onnx2tf: conditioners.onnx → float32 and float16 .tflite",
               "conditioners_tflite", inputs={"onnx": cond / "conditioners.onnx"},
               outputs={"float32": cond / "conditioners_float32.tflite",
                        "float16": cond / "conditioners_float16.tflite"},
-              config={"onnx2tf": p.conditioners.onnx2tf},
+              config={"onnx2tf": c.onnx2tf},
               tools=("onnx2tf", "tensorflow-cpu", "tf-keras", "onnx", "onnxsim", "onnxruntime")),
-        Stage("verify_conditioners", "Compare both conditioner .tflite files with PyTorch; fail past tolerance",
+        *[_quantize(f"conditioners_quantize_{v}", f"Quantize the float32 conditioners: {v}",
+                    files["conditioners"]["float32"], f, v)
+          for v, f in files["conditioners"].items() if v not in ("float32", "float16")],
+        Stage("verify_conditioners", "Compare every conditioners variant with PyTorch; gate each",
               "verify_conditioners", inputs={"shard": shards["conditioners"], "t5_config": src["t5_config"],
                                              "t5_weights": src["t5_weights"], "spiece": src["spiece"],
-                                             "float32": cond / "conditioners_float32.tflite",
-                                             "float16": cond / "conditioners_float16.tflite"},
-              outputs={"report": rep / "parity_conditioners.json"},
-              config=p.conditioners.model_dump(exclude={"opset", "onnx2tf"}),
+                                             **files["conditioners"]},
+              outputs={"report": parity["conditioners"]},
+              config={"prompts": c.prompts, "seconds": c.seconds, "max_rel_fp32": c.max_rel_fp32,
+                      "variants": {v: c.min_snr(v) for v in c.built if v != "float32"}},
               tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece")),
 
         Stage("dit_reauthor", "Load the DiT shard into the re-authored DiT; torch.export it",
@@ -78,14 +113,14 @@ def stages(p: Profile) -> list[Stage]:
               "litert_convert", inputs={"pt2": dit / "dit.pt2"},
               outputs={"tflite": dit / "dit_float32.tflite"},
               tools=(*TORCH, "litert-torch", "ai-edge-litert")),
-        Stage("dit_quantize", "Quantize the float DiT (ai-edge-quantizer recipe from the profile)",
-              "quantize", inputs={"tflite": dit / "dit_float32.tflite"},
-              outputs={"tflite": dit / "dit_model.tflite"}, config={"recipe": p.dit.quant_recipe},
-              tools=("ai-edge-quantizer", "ai-edge-litert")),
-        Stage("verify_dit", "Compare the DiT .tflite files with PyTorch; fail past tolerance",
-              "verify_dit", inputs={"shard": shards["dit"], "float32": dit / "dit_float32.tflite",
-                                    "quantized": dit / "dit_model.tflite"},
-              outputs={"report": rep / "parity_dit.json"}, config=p.dit.model_dump(),
+        *[_quantize("dit_quantize" if v == d.quant_recipe else f"dit_quantize_{v}",
+                    f"Quantize the float DiT: {v}" + (" (dit.quant_recipe)" if v == d.quant_recipe else ""),
+                    dit / "dit_float32.tflite", f, v) for v, f in files["dit"].items()],
+        Stage("verify_dit", "Compare the float DiT and every quantized one with PyTorch; gate each",
+              "verify_dit", inputs={"shard": shards["dit"], "float32": dit / "dit_float32.tflite", **files["dit"]},
+              outputs={"report": parity["dit"]},
+              config={"max_rel_fp32": d.max_rel_fp32, "verify_cases": d.verify_cases,
+                      "variants": {v: d.min_snr(v) for v in d.built}},
               tools=(*TORCH, "ai-edge-litert")),
 
         Stage("autoencoder_reauthor", "Load the decoder shard (weight norm folded); torch.export it",
@@ -96,53 +131,71 @@ def stages(p: Profile) -> list[Stage]:
               "litert_convert", inputs={"pt2": ae / "decoder.pt2"},
               outputs={"tflite": ae / "autoencoder_model.tflite"},
               tools=(*TORCH, "litert-torch", "ai-edge-litert")),
-        *([Stage("autoencoder_quantize", "Quantize the float decoder: dynamic int8 on every conv",
-                 "quantize", inputs={"tflite": decoders["float32"]},
-                 outputs={"tflite": decoders["dynamic_int8"]}, config={"recipe": "dynamic_wi8_afp32"}, tools=("ai-edge-quantizer", "ai-edge-litert"))]
-          if "dynamic_int8" in decoders else []),
-        Stage("verify_autoencoder", "Compare the decoder .tflite files with PyTorch; fail past tolerance",
-              "verify_autoencoder", inputs={"shard": shards["decoder"], "tflite": decoders["float32"],
-                                            **{q: f for q, f in decoders.items() if q != "float32"}},
-              outputs={"report": rep / "parity_autoencoder.json"},
-              config=p.autoencoder.model_dump(exclude={"precisions", "app"}), tools=(*TORCH, "ai-edge-litert")),
+        *[_quantize(f"autoencoder_quantize_{q}", f"Quantize the float decoder: {q}", files["decoder"]["float32"], f, q)
+          for q, f in files["decoder"].items() if q != "float32"],
+        Stage("verify_autoencoder", "Compare every decoder variant with PyTorch; gate each",
+              "verify_autoencoder", inputs={"shard": shards["decoder"], "tflite": files["decoder"]["float32"],
+                                            **{q: f for q, f in files["decoder"].items() if q != "float32"}},
+              outputs={"report": parity["autoencoder"]},
+              config={"max_rel_fp32": a.max_rel_fp32, "min_snr_db": a.min_snr_db,
+                      "variants": {q: a.min_snr(q) for q in a.built if q != "float32"}},
+              tools=(*TORCH, "ai-edge-litert")),
 
+        Stage("select_app", "Choose the app set: every combination of passing variants run end to end "
+                            "against PyTorch; the best meeting [app]'s constraints",
+              "select_app",
+              inputs={"cond_shard": shards["conditioners"], "dit_shard": shards["dit"], "decoder_shard": shards["decoder"],
+                      "t5_config": src["t5_config"], "t5_weights": src["t5_weights"], "spiece": src["spiece"],
+                      "source": facts, **{f"parity_{m}": f for m, f in parity.items()},
+                      **{f"{m}/{v}": f for m, vs in files.items() for v, f in vs.items()}},
+              outputs={**app_files, "report": rep / "app.json"},
+              config={**p.app.model_dump(exclude={"layout", "bundle_variants"}), "pins": pins(p),
+                      "prompts": c.prompts[:p.app.requests], "seconds": c.seconds[:p.app.requests],
+                      "steps": p.generate.steps, "threads": 2},
+              tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece")),
     ]
     verified_on = ["x86_64"]
     if p.targets.aarch64:
         verified_on.append("aarch64")
-        t, c, a = p.targets, p.conditioners, p.autoencoder
+        t = p.targets
         table.append(Stage(
-            "verify_aarch64", "Run the bundle's models on aarch64 LiteRT kernels (emulated); gate against PyTorch",
+            "verify_aarch64", "Run the app set (and the other conditioners and decoders) on aarch64 LiteRT "
+                              "kernels (emulated); gate against PyTorch",
             "verify_aarch64",
             inputs={"cond_shard": shards["conditioners"], "dit_shard": shards["dit"], "decoder_shard": shards["decoder"],
                     "t5_config": src["t5_config"], "t5_weights": src["t5_weights"], "spiece": src["spiece"],
-                    "source": facts, "cond_float32": finals["conditioners_float32.tflite"][0],
-                    "cond_float16": finals["conditioners_float16.tflite"][0], "dit": dit / "dit_model.tflite",
-                    **{f"decoder_{q}": f for q, f in decoders.items()}},
+                    "source": facts, "app": rep / "app.json", **{f"app_{m}": f for m, f in app_files.items()},
+                    **{f"cond_{v}": files["conditioners"][v] for v in ("float32", "float16") if v in c.built},
+                    **({f"decoder_{q}": f for q, f in files["decoder"].items()} if t.aarch64_decoders == "all" else {})},
             outputs={"report": rep / "parity_aarch64.json"},
             config={"prompts": c.prompts[:t.aarch64_prompts or None], "seconds": c.seconds[:t.aarch64_prompts or None],
                     "max_rel_cond_fp32": c.max_rel_fp32,
-                    "min_snr_cond_fp16_db": c.min_snr_fp16_db, "dit_recipe": p.dit.quant_recipe,
-                    "min_snr_dit_db": p.dit.min_snr_quant_db, "dit_cases": t.aarch64_dit_cases,
+                    "gates": {"conditioners": {v: c.min_snr(v) for v in c.built if v != "float32"},
+                              "dit": {v: d.min_snr(v) for v in d.built},
+                              "decoder": {q: a.min_snr(q) for q in a.built if q != "float32"}},
+                    "dit_cases": t.aarch64_dit_cases,
                     "latents": t.aarch64_latents, "cpu": t.aarch64_cpu,
-                    "decoders": list(decoders) if t.aarch64_decoders == "all" else [], "app_decoder": app,
-                    "max_rel_dec_fp32": a.max_rel_fp32,
-                    "min_snr_dec_int8_db": a.min_snr_int8_db, "min_snr_fp16_db": t.min_snr_fp16_db,
+                    "decoders": list(files["decoder"]) if t.aarch64_decoders == "all" else [],
+                    "max_rel_dec_fp32": a.max_rel_fp32, "min_snr_fp16_db": t.min_snr_fp16_db,
                     "steps": t.aarch64_steps, "threads": 2, "min_latent_snr_db": t.min_latent_snr_db,
                     "min_audio_snr_db": t.min_audio_snr_db, "min_latent_snr_vs_x86_db": t.min_latent_snr_vs_x86_db,
                     "min_audio_snr_vs_x86_db": t.min_audio_snr_vs_x86_db,
                     "toolchain": aarch64_versions() or "absent"},
-            tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece"),
-            task_dep=("verify_conditioners", "verify_dit", "verify_autoencoder")))
+            tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece")))
+    names = bundle_names(p)
     table.append(Stage(
-        "collect", "Collect the app bundle (the Arm audiogen layout) and write manifest.json",
-        "collect", inputs={**{f: path for f, (path, _) in finals.items()}, "source": facts},
-        outputs={**{f: o / "bundle" / f for f in finals}, "manifest.json": o / "bundle" / "manifest.json"},
-        config={"profile": p.name, "steps": p.generate.steps, "verified_on": verified_on,
-                "precisions": {f: q for f, (_, q) in finals.items() if q}},
+        "collect", "Collect the app bundle (the app set, the other variants in variants/) and write manifest.json",
+        "collect",
+        inputs={**{f"{m}/app": f for m, f in app_files.items()},
+                **{f"{m}/{v}": f for m, vs in files.items() for v, f in vs.items()
+                   if f"{m}/{v}" in names.values()},
+                "spiece.model": src["spiece"], "source": facts, "app": rep / "app.json"},
+        outputs={**{n: o / "bundle" / n for n in names}, "spiece.model": o / "bundle" / "spiece.model",
+                 "manifest.json": o / "bundle" / "manifest.json"},
+        config={"profile": p.name, "steps": p.generate.steps, "verified_on": verified_on, "files": names,
+                "layout": p.app.layout},
         tools=("ai-edge-litert",),
-        task_dep=("verify_conditioners", "verify_dit", "verify_autoencoder",
-                  *(["verify_aarch64"] if p.targets.aarch64 else []))))
+        task_dep=("verify_aarch64",) if p.targets.aarch64 else ()))
     return table
 
 

@@ -32,6 +32,9 @@ MEASURED = {
     "autoencoder_quantize": (100, 591, 0.8),
     "verify_autoencoder": (293, 3278, 76.2),
     "collect": (93, 252, 1.3),
+    # real-random with every variant (plain doit, one request; conditioners_quantize: its largest
+    # row, tiny figure borrowed from dit_quantize)
+    "conditioners_quantize": (93, 863, 1.1), "select_app": (461, 3639, 245.9),
 }
 _LARGEST = tuple(max(v[i] for v in MEASURED.values()) for i in range(3))  # a stage not measured yet
 # Checkpoint + T5 weight bytes of the two presets those figures were measured on.
@@ -49,9 +52,17 @@ def model_scale(profile: Profile) -> float:
     return max(0.0, (size - MODEL_BYTES[0]) / (MODEL_BYTES[1] - MODEL_BYTES[0]))
 
 
+def _row(stage: str) -> tuple:
+    """A stage's figures; every variant's quantize stage (`<model>_quantize_<variant>`) has its model's."""
+    for prefix in ("dit_quantize", "conditioners_quantize", "autoencoder_quantize"):
+        if stage.startswith(prefix):
+            return MEASURED[prefix]
+    return MEASURED.get(stage, _LARGEST)
+
+
 def need(stage: str, profile: Profile) -> int:
     """Bytes the stage's process needs at this profile's model size."""
-    tiny, real, _ = MEASURED.get(stage, _LARGEST)
+    tiny, real, _ = _row(stage)
     return int((tiny + (real - tiny) * model_scale(profile)) * MARGIN * 1e6)
 
 
@@ -69,7 +80,7 @@ def remaining_seconds(stages) -> dict[str, float]:
 
     def rest(name):
         if name not in memo:
-            memo[name] = MEASURED.get(name, _LARGEST)[2] + max((rest(n) for n in after[name]), default=0.0)
+            memo[name] = _row(name)[2] + max((rest(n) for n in after[name]), default=0.0)
         return memo[name]
     return {s.name: rest(s.name) for s in stages}
 

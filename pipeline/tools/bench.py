@@ -4,8 +4,9 @@ No-op doit time, XXH3 checker vs doit's MD5Checker on a 1 GiB file, full build t
 default command (plain doit, a fresh copy of the profile), peak stage memory and peak memory of
 all processes together, `doit cache_push` of that build into a loopback SeaweedFS cache, a
 fresh checkout restoring everything from that cache, the default profile on a 2-worker Dask
-LocalCluster vs serial, bundle latency per stage vs PyTorch, every bundled model's load / first /
-warm invoke (decoders also vs PyTorch: ratio, SNR), artifact sizes."""
+LocalCluster vs serial, the app set's latency per stage vs PyTorch (what `generate` loads: the
+manifest's app set), every bundled model's load / first / warm invoke (decoders also vs PyTorch:
+ratio, SNR), the app set select_app chose and the Pareto front of its choice, artifact sizes."""
 import json
 import logging
 import os
@@ -227,10 +228,13 @@ def model_latency(profile_path: Path, threads=2, warm_runs=3) -> dict:
             ref = model(torch.from_numpy(latent)).numpy()
             torch_s.append(time.perf_counter() - t0)
     result = {"pytorch_decoder_warm_s": statistics.median(torch_s[1:]), "models": {}}
+    app = {manifest["files"][n]["xxh3_128"] for n in manifest["app"]["models"]}
     for name, m in manifest["models"].items():
+        if not m["app"] and manifest["files"][name]["xxh3_128"] in app:
+            continue  # variants/ also holds the app set's files
         feed = {i["name"]: (rng.standard_normal(i["shape"]) if "float" in i["dtype"] else np.ones(i["shape"]))
                 .astype(i["dtype"]) for i in m["inputs"]}
-        if name.startswith("autoencoder_"):
+        if m["model"] == "decoder":
             feed = {"latent": latent}
         row = {"precision": m.get("precision"), "bytes": manifest["files"][name]["bytes"]}
         with tempfile.TemporaryDirectory() as cache:
@@ -248,11 +252,20 @@ def model_latency(profile_path: Path, threads=2, warm_runs=3) -> dict:
                     runs.append(time.perf_counter() - t0)
                 row.update({f"{how}load_s": load, f"{how}first_s": runs[0]})
                 row.update({} if how else {"warm_s": statistics.median(runs[1:])})
-        if name.startswith("autoencoder_"):
+        if m["model"] == "decoder":
             row.update(warm_over_pytorch=row["warm_s"] / result["pytorch_decoder_warm_s"],
                        snr_db_vs_pytorch=metrics(ref, next(iter(got.values())))["snr_db"])
         result["models"][name] = row
     return result
+
+
+def app_set(out: Path) -> dict:
+    """select_app's choice (reports/app.json): the chosen set's figures and the Pareto front."""
+    app = json.loads((out / "reports" / "app.json").read_text())
+    keep = ("models", "bytes", "warm_s", "first_s", "latent_snr_db", "audio_snr_db", "meets")
+    return {"objective": app["objective"], "constraints": app["constraints"], "chosen": app["chosen"],
+            "figures": app["figures"], "combinations": len(app["combinations"]),
+            "front": [{k: c[k] for k in keep} for c in app["combinations"] if c["front"]]}
 
 
 def main(argv):
@@ -297,6 +310,7 @@ def main(argv):
                   "latency": latency(copy),
                   "first_generation": first_generation(copy),
                   "models": model_latency(copy),
+                  "app": app_set(bench.out),
                   "sizes_bytes": {**{k: v["bytes"] for k, v in
                                      json.loads((bench.out / "bundle" / "manifest.json").read_text())["files"].items()},
                                   "dit_float32.tflite (not bundled)": (bench.out / "dit" / "dit_float32.tflite").stat().st_size}}
@@ -340,6 +354,13 @@ def main(argv):
                   f"; {v['warm_over_pytorch']:.2f} of PyTorch {mod['pytorch_decoder_warm_s']:.2f} s, "
                   f"SNR {v['snr_db_vs_pytorch']:.1f} dB" if "snr_db_vs_pytorch" in v else ""))
              for k, v in mod["models"].items()]
+    app = result["app"]
+    rows += [("app set ({objective})".format(**app), " + ".join(app["chosen"].values()) +
+              ": {bytes:.4g} B, warm {warm_s:.3f} s, latent {latent_snr_db:.2f} dB, audio {audio_snr_db:.2f} dB"
+              .format(**app["figures"]))]
+    rows += [("Pareto front: " + " + ".join(c["models"].values()), "{bytes:.4g} B, warm {warm_s:.3f} s, latent "
+              "{latent_snr_db:.2f} dB, audio {audio_snr_db:.2f} dB, meets the constraints: {meets}".format(**c))
+             for c in app["front"]]
     rows += [(f"stage {k}", f"{v['seconds']:.1f} s, peak {v['peak_rss_mb']} MB") for k, v in b["stages"].items()]
     rows += [(f"{r[7:]}: {k}", f"{v:.4g}") for r, checks in result["parity"].items() for k, v in checks.items()]
     rows += [(f"size {k}", f"{v / 1e6:.2f} MB") for k, v in result["sizes_bytes"].items()]

@@ -148,6 +148,37 @@ def latency_figure(bench: dict):
     return fig
 
 
+def pareto_figure(app: dict):
+    """Every combination of passing variants: app-set MB against warm generation seconds,
+    coloured by end-to-end latent SNR; the front joined, the chosen set starred, sets failing
+    the constraints hollow."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    combos = app["combinations"]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    snr = [min(c["latent_snr_db"], 60.0) for c in combos]
+    norm = matplotlib.colors.Normalize(min(snr), max(max(snr), min(snr) + 1))
+    for c, v in zip(combos, snr):
+        colour = plt.cm.viridis(norm(v))
+        ax.scatter(c["bytes"] / 1e6, c["warm_s"], s=40, color=colour if c["meets"] else "none",
+                   edgecolors=colour, linewidths=1.2)
+    front = sorted((c for c in combos if c["front"]), key=lambda c: c["bytes"])
+    ax.plot([c["bytes"] / 1e6 for c in front], [c["warm_s"] for c in front], color="#999", lw=0.8, zorder=0,
+            label="Pareto front (SNR constraints met)")
+    chosen = next(c for c in combos if c.get("chosen"))
+    ax.scatter(chosen["bytes"] / 1e6, chosen["warm_s"], marker="*", s=260, color="#e5484d", zorder=3,
+               label=f"chosen ({app['objective']})")
+    if app["constraints"]["max_bytes"]:
+        ax.axvline(app["constraints"]["max_bytes"] / 1e6, color="#e5484d", ls="--", lw=0.8, label="max_bytes")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="end-to-end latent SNR (dB)")
+    ax.set_xlabel("app set (MB): the three models the app loads")
+    ax.set_ylabel(f"warm generation (s, {app['steps']} steps, {app['threads']} threads)")
+    ax.legend(loc="best", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def write_graph(profile):
     source = dag_dot(profile, statuses(profile), stage_figures(profile.out))
     out = profile.out / "reports"
@@ -171,6 +202,7 @@ def write_report(profile):
     cache = json.loads(stats_path(profile).read_text()) if stats_path(profile).is_file() else None
     s = sample(profile, out)
     arm = out / "parity_aarch64.json"
+    app = json.loads((out / "app.json").read_text())
     page = jinja2.Template(TEMPLATE.read_text(), autoescape=True).render(
         profile=profile.name, stages=[(st.name, st.doc, status[st.name], figures.get(st.name)) for st in stages(profile)],
         colours=COLOURS, sizes=sizes, toolchain=manifest["toolchain"], cache=cache,
@@ -178,7 +210,8 @@ def write_report(profile):
                 for c in json.loads(r.read_text())["checks"]],
         aarch64=json.loads(arm.read_text()) if arm.is_file() and profile.targets.aarch64 else None,
         dag=inline_svg(render_dot(dag_dot(profile, status, figures), "svg")), audio=png(audio_figure(s)), sample=s,
-        latency=png(latency_figure(bench)) if bench else None, bench=bench, stage_keys=STAGES)
+        latency=png(latency_figure(bench)) if bench else None, bench=bench, stage_keys=STAGES,
+        app=app, app_files=manifest["app"]["files"], pareto=png(pareto_figure(app)))
     write_bytes(out / "index.html", page.encode())
     log.info("wrote %s", out / "index.html")
 
