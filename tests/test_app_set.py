@@ -20,7 +20,7 @@ SECTIONS = {
     "conditioners": 'variants = ["float32", "float16", "dynamic_wi8_afp32"]\napp = "auto"\n',
     "dit": 'variants = ["dynamic_wi4ff_wi8_afp32"]\napp = "auto"\n',
     "autoencoder": 'precisions = ["float32", "dynamic_int8", "float16"]\napp = "auto"\n',
-    "app": 'objective = "smallest"\nrequests = 2\n',
+    "app": 'objective = "smallest"\n',
 }
 INT8, INT4 = 9, 17  # TFLite TensorType
 

@@ -171,6 +171,7 @@ def pareto_figure(app: dict):
                label=f"chosen ({app['objective']})")
     if app["constraints"]["max_bytes"]:
         ax.axvline(app["constraints"]["max_bytes"] / 1e6, color="#e5484d", ls="--", lw=0.8, label="max_bytes")
+    ax.scatter([], [], facecolors="none", edgecolors="#555", label="fails the constraints")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="end-to-end latent SNR (dB)")
     ax.set_xlabel("app set (MB): the three models the app loads")
     ax.set_ylabel(f"warm generation (s, {app['steps']} steps, {app['threads']} threads)")
