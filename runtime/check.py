@@ -3,8 +3,9 @@ code and write what they return, for a check made elsewhere (the build's aarch64
 runs this module under emulation; pipeline/… never runs in that process).
 
 WORK/request.json: {"bundle", "threads", "invokes": [{"id", "model", "inputs": {name: npz key},
-"xnnpack_flags"}], "generate": {"prompt", "seconds", "seed", "steps", "noise": [npz keys]} or
-null}; WORK/inputs.npz holds the arrays. Writes WORK/outputs.npz ("<id>/<output>", and
+"xnnpack_flags"}], "generate": {"files": {role: file in bundle}, "layout", "prompt", "seconds",
+"steps", "noise": [npz keys]} or null}; WORK/inputs.npz holds the arrays. The generation is the
+layout's client flow (runtime/client.py: the Arm app's, tensors by position, its XNNPACK flags). Writes WORK/outputs.npz ("<id>/<output>", and
 "generate/latent", "generate/audio") and WORK/result.json: the machine as this process sees it,
 the runtime's versions and the seconds each part took (an invoke of the model the one before it
 ran reuses that load: order invokes by model)."""
@@ -17,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .generate import Request, generate, load_manifest
+from . import client
 from .litert import Model
+from .vocab import SPIECE
 
 
 def main(work: Path) -> int:
@@ -37,8 +39,8 @@ def main(work: Path) -> int:
         seconds[inv["id"]] = time.perf_counter() - t0
     if (g := request.get("generate")) is not None:
         t0 = time.perf_counter()
-        req = Request(g["prompt"], g["seconds"], g["seed"], g["steps"], threads)
-        audio, latent, _ = generate(bundle, req, [arrays[k] for k in g["noise"]], load_manifest(bundle))
+        audio, latent = client.generate({r: bundle / f for r, f in g["files"].items()}, bundle / SPIECE, g["prompt"],
+                                        g["seconds"], [arrays[k] for k in g["noise"]], g["steps"], threads, g["layout"])
         outputs["generate/audio"], outputs["generate/latent"] = audio, latent
         seconds["generate"] = time.perf_counter() - t0
     np.savez(work / "outputs.npz", **outputs)

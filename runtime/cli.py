@@ -2,13 +2,14 @@
 does. The `sao-litert` command (pipeline/tools/cli.py) runs the same code, with the build side's
 `--reference` comparison and its other subcommands."""
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 from . import ping_pong
-from .generate import MODELS, BundleError, Request, generate, load_manifest, model_file, write_wav
+from .files import strict_json
+from .generate import BundleError, Request, generate, load_manifest, model_file, write_wav
+from .vocab import ROLES as MODELS
 
 log = logging.getLogger("sao.generate")
 
@@ -44,7 +45,7 @@ def run_generate(args, compare=None) -> int:
         if compare is not None:
             compare(req, noise, audio, latent, report)
         if args.report:
-            args.report.write_text(json.dumps(report, indent=2) + "\n")
+            args.report.write_text(strict_json(report))
     except (BundleError, ValueError, OSError) as e:
         sys.stderr.write(f"error: {e}\n")
         return 2

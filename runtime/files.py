@@ -1,5 +1,7 @@
 """Files the app reads and writes: XXH3-128 digests (the manifest's `xxh3_128`), streamed, and
 write-then-rename, so a killed run never leaves a file that looks finished."""
+import json
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,3 +44,25 @@ def atomic_path(path):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def strict_json(obj) -> str:
+    """JSON that a strict RFC 8259 parser (JavaScript's JSON.parse, Go, Swift) accepts: a value
+    that is not a finite number (an SNR of identical outputs is +inf) is written as null, and a
+    top-level object gains `non_finite`: {JSON pointer: "+inf" | "-inf" | "nan"} saying what each
+    null stood for."""
+    found = {}
+
+    def clean(x, at):
+        if isinstance(x, float) and not math.isfinite(x):
+            found[at] = "nan" if math.isnan(x) else ("+inf" if x > 0 else "-inf")
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v, f"{at}/{k}") for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v, f"{at}/{i}") for i, v in enumerate(x)]
+        return x
+    obj = clean(obj, "")
+    if found and isinstance(obj, dict):
+        obj["non_finite"] = found
+    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"

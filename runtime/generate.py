@@ -17,6 +17,7 @@ from . import ping_pong
 from .files import atomic_path, xxh3_128
 from .litert import Model
 from .tokenizer import Tokenizer
+from .vocab import LAYOUTS, MANIFEST, ROLES as MODELS, SPIECE
 
 log = logging.getLogger("sao.generate")
 # XNNPACK weight caches of this machine (runtime/litert.py): beside the models, not in the manifest.
@@ -42,7 +43,7 @@ class Request:
 def load_manifest(bundle: Path) -> dict:
     """The bundle's manifest, every file in it checked against its digest (see the module doc)."""
     bundle = Path(bundle)
-    path = bundle / "manifest.json"
+    path = bundle / MANIFEST
     if not path.is_file():
         raise BundleError(f"{path}: missing (is --bundle an artifacts/<profile>/bundle folder?)")
     manifest = json.loads(path.read_text())
@@ -81,16 +82,13 @@ def check(req: Request, tok: Tokenizer):
         raise BundleError("--steps: must be >= 1")
 
 
-MODELS = ("conditioners", "dit", "decoder")
-# Bundles written before the manifest named the app set: the Arm app's fixed names.
-_ARM_NAMES = {"conditioners": "conditioners_float32.tflite", "dit": "dit_model.tflite",
-              "decoder": "autoencoder_model.tflite"}
 
 
 def model_file(manifest: dict, model: str, variant: str | None = None) -> str:
     """The bundle file of `model` the app loads (manifest["app"]), or the one `variant` names:
     a bundle file name, or a precision of that model in the bundle."""
-    app = manifest.get("app", {}).get("files", _ARM_NAMES)[model]
+    # Bundles written before the manifest named the app set: the Arm app's fixed names.
+    app = manifest.get("app", {}).get("files", LAYOUTS["arm"].files)[model]
     if variant is None or variant == app:
         return app
     have = {n: m for n, m in manifest["models"].items() if m.get("model") == model}
@@ -110,7 +108,7 @@ def generate(bundle, req: Request, noise=None, manifest=None) -> tuple[np.ndarra
     has already loaded (and so hash-checked) with load_manifest."""
     bundle = Path(bundle)
     manifest = manifest or load_manifest(bundle)
-    tok = Tokenizer(bundle / "spiece.model", manifest["tokenizer"]["length"])
+    tok = Tokenizer(bundle / SPIECE, manifest["tokenizer"]["length"])
     check(req, tok)
     times = {}
     t0 = time.perf_counter()

@@ -1,5 +1,6 @@
-"""Running .tflite files through ai_edge_litert by signature and tensor names, never by
-assumed tensor order.
+"""Running .tflite files through ai_edge_litert by signature and tensor names, or by position as
+a C++ client does (`by_position`: the subgraph's tensor order, which runtime/vocab.py's contracts
+fix).
 
 With a weight-cache folder, a model runs as a LiteRT CompiledModel whose XNNPACK weight cache is
 a file in that folder: the first process start packs the weights into it, later ones map it
@@ -9,7 +10,7 @@ rebuilt model or two processes starting at once never read a partial or stale ca
 with inputs CompiledModel's Python buffers cannot hold (int64 token ids), and any folder that
 cannot be written, fall back to the Interpreter.
 
-`xnnpack_flags` runs a model as a CompiledModel with those XNNPACK flags (4 = FORCE_FP16, what
+`xnnpack_flags` runs a model as a CompiledModel with those XNNPACK flags (runtime/vocab.py; FORCE_FP16 is what
 the Arm reference app sets for the decoder; on x86 XNNPACK only emulates fp16, so its numbers
 mean something on Arm kernels)."""
 import atexit
@@ -41,7 +42,9 @@ def _quiet_stderr():
         os.close(saved)
 
 
-FORCE_FP16 = 4  # XNNPACK's flag: fp16 compute where the CPU has it
+class ContractError(ValueError):
+    """A file whose tensors are not where its client addresses them (runtime/vocab.py), or an
+    array written to a position whose tensor has another dtype or size: one line."""
 
 
 class Model:
@@ -57,6 +60,10 @@ class Model:
         self.runner = self.interpreter.get_signature_runner(SIGNATURE)
         self.inputs = self.runner.get_input_details()
         self.outputs = self.runner.get_output_details()
+        # Signature names in the subgraph's order: what `interpreter->inputs()[i]` is in C++.
+        self.positions = {kind: [next(n for n, d in sig.items() if d["index"] == t["index"]) for t in order]
+                          for kind, sig, order in (("inputs", self.inputs, self.interpreter.get_input_details()),
+                                                   ("outputs", self.outputs, self.interpreter.get_output_details()))}
         self.compiled = None
         dtypes = {np.dtype(d["dtype"]) for d in (*self.inputs.values(), *self.outputs.values())}
         if xnnpack_flags is not None:
@@ -84,12 +91,31 @@ class Model:
             return {k: b.read(int(np.prod(self.outputs[k]["shape"])), self.outputs[k]["dtype"])
                     .reshape(self.outputs[k]["shape"]) for k, b in self._out.items()}
 
+    def by_position(self, *arrays) -> list:
+        """Feed input i with arrays[i] and return the outputs in order, as a client that addresses
+        tensors by position does. It writes raw memory (`typed_tensor<T>`), so an array whose
+        dtype or size is not the tensor's at that position is a ContractError here, where the
+        client would overflow or misread a buffer."""
+        if len(arrays) != len(self.positions["inputs"]):
+            raise ContractError(f"{self.path}: {len(arrays)} inputs given, the file has {len(self.positions['inputs'])}")
+        feed = {}
+        for i, (name, a) in enumerate(zip(self.positions["inputs"], arrays)):
+            d = self.inputs[name]
+            if np.dtype(a.dtype) != np.dtype(d["dtype"]) or a.size != int(np.prod(d["shape"])):
+                raise ContractError(f"{self.path}: input {i} is {name} ({np.dtype(d['dtype']).name} "
+                                    f"{list(map(int, d['shape']))}); the client writes {a.dtype.name} {list(a.shape)}")
+            feed[name] = a.reshape(d["shape"])
+        out = self(**feed)
+        return [out[name] for name in self.positions["outputs"]]
+
     def describe(self) -> dict:
-        """Signature name → raw tensor index, shape, dtype (what a C++ app needs)."""
-        def rows(details):
-            return [{"name": n, "index": int(d["index"]), "shape": [int(s) for s in d["shape"]],
-                     "dtype": np.dtype(d["dtype"]).name} for n, d in sorted(details.items())]
-        return {"signature": SIGNATURE, "inputs": rows(self.inputs), "outputs": rows(self.outputs)}
+        """The tensors in position order (what a C++ app addresses): signature name, raw tensor
+        index, shape, dtype."""
+        def rows(kind, details):
+            return [{"position": i, "name": n, "index": int(details[n]["index"]),
+                     "shape": [int(s) for s in details[n]["shape"]], "dtype": np.dtype(details[n]["dtype"]).name}
+                    for i, n in enumerate(self.positions[kind])]
+        return {"signature": SIGNATURE, "inputs": rows("inputs", self.inputs), "outputs": rows("outputs", self.outputs)}
 
 
 _ENV = None

@@ -1,7 +1,8 @@
 """Stage `collect`: copy the app set (select_app's choice) into bundle/ (the folder the Arm
 audiogen app reads) under the layout's names, every variant under bundle/variants/ ([app]
 bundle_variants), and describe them in manifest.json: hashes, sizes, every model's role,
-precision, gate verdict and signature with raw tensor indices, names, shapes and dtypes; the
+precision, gate verdict and tensors in the order its client addresses them (position, signature
+name, raw index, shape, dtype), each file checked against its contract (runtime/vocab.py) first; the
 app set (`app`: the files the app loads, the objective, its figures and every variant's); the
 sampler, the audio format and the toolchain. Files an earlier layout left in bundle/ go (the
 folder is what gets copied to a phone); the runtime's .xnnpack_cache/ stays."""
@@ -13,8 +14,10 @@ from pipeline.core import toolchain
 from pipeline.core.atomic import write_json
 from pipeline.core.hashing import file_digest
 from runtime import ping_pong
+from runtime.client import require_contract
 from runtime.generate import WEIGHT_CACHE
 from runtime.litert import Model
+from runtime.vocab import LAYOUTS, MANIFEST, ROLES, SPIECE
 
 log = logging.getLogger("sao.collect")
 TOOLCHAIN = ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "onnx", "onnx2tf",
@@ -24,10 +27,11 @@ TOOLCHAIN = ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "on
 def run(inputs, outputs, config):
     source = json.loads(inputs["source"].read_text())
     app = json.loads(inputs["app"].read_text())
-    roles = {**config["files"], "spiece.model": "spiece.model"}
+    roles = {**config["files"], SPIECE: SPIECE}
+    layout = LAYOUTS[config["layout"]]
     files, models, app_files = {}, {}, {}
     for name, dst in outputs.items():
-        if name == "manifest.json":
+        if name == MANIFEST:
             continue
         shutil.copyfile(inputs[roles[name]], dst)
         files[name] = {"xxh3_128": file_digest(dst), "bytes": dst.stat().st_size}
@@ -35,8 +39,10 @@ def run(inputs, outputs, config):
             model, variant = roles[name].split("/")
             if variant == "app":
                 app_files[model], variant = name, app["chosen"][model]
+            loaded = Model(dst)
+            require_contract(loaded, model, name, layout.client)  # as the client sees the file: by position
             models[name] = {"model": model, "precision": variant, "app": name == app_files.get(model),
-                            "gate": app["variants"][model][variant]["gate"], **Model(dst).describe()}
+                            "gate": app["variants"][model][variant]["gate"], **loaded.describe()}
     steps = config["steps"]
     bundled = {(m["model"], m["precision"]): n for n, m in models.items() if not m["app"]}
     manifest = {
@@ -49,8 +55,9 @@ def run(inputs, outputs, config):
                     "latent_shape": [1, source["latent_channels"], source["latent_frames"]]},
         "audio": {"sample_rate": source["sample_rate"], "channels": source["audio_channels"],
                   "samples": source["samples"], "decoder_output_shape": [1, source["audio_channels"], source["samples"]]},
-        "app": {"models": [app_files[m] for m in ("conditioners", "dit", "decoder")], "files": app_files,
-                "layout": config["layout"], "objective": app["objective"], "constraints": app["constraints"],
+        "app": {"models": [app_files[m] for m in ROLES], "files": app_files,
+                "layout": config["layout"], "client": layout.client, "xnnpack_flags": layout.xnnpack_flags,
+                "objective": app["objective"], "constraints": app["constraints"],
                 "pins": app["pins"], "figures": app["figures"],
                 "variants": {m: {v: {"bundled_as": bundled.get((m, v)), **fig} for v, fig in vs.items()}
                              for m, vs in app["variants"].items()}},
@@ -58,13 +65,13 @@ def run(inputs, outputs, config):
         # Every gate of these architectures passed before this bundle was written (verify_*).
         "verified_on": config["verified_on"],
     }
-    write_json(outputs["manifest.json"], manifest)
+    write_json(outputs[MANIFEST], manifest)
     _remove_stale(outputs)
     log.info("bundle: %d files, %.2f MB", len(files), sum(f["bytes"] for f in files.values()) / 1e6)
 
 
 def _remove_stale(outputs):
-    bundle = outputs["manifest.json"].parent
+    bundle = outputs[MANIFEST].parent
     keep = {*outputs.values(), *(bundle / name for name in outputs)}
     for f in sorted(bundle.rglob("*"), reverse=True):  # files before their folders
         if WEIGHT_CACHE in f.relative_to(bundle).parts or f in keep:

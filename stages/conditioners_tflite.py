@@ -6,7 +6,10 @@ both TFLite conversions in the same process (float16 was silently lost to the me
 the step runs as three child processes: onnx2tf.convert(disable_model_save=True) to the Keras
 model, saved as one serving_default signature; then one fresh TFLiteConverter per precision with
 onnx2tf's own converter settings. Children also keep onnx2tf's global warning filter out of the
-runner. The step fails unless both files exist, whatever the children's exit status says."""
+runner. The step fails unless both files exist, whatever the children's exit status says.
+onnx2tf does not keep the ONNX graph's tensor order (input_ids, attention_mask, seconds_total came
+out as attention_mask, seconds_total, input_ids): both files are put in the conditioners' client
+order (runtime/vocab.py) after conversion."""
 import ast
 import importlib.util
 import json
@@ -16,8 +19,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.core.contract import conform
 from pipeline.core.errors import InputError
 from pipeline.core.procs import child_env, die_with_parent
+from runtime.vocab import CONTRACTS
 
 log = logging.getLogger("sao.conditioners_tflite")
 
@@ -40,6 +45,8 @@ def run(inputs, outputs, config):
                if not outputs[p].is_file() or outputs[p].stat().st_size == 0]
     if missing:
         raise RuntimeError(f"conditioners_tflite wrote no {', '.join(missing)}")
+    for precision in ("float32", "float16"):
+        conform(outputs[precision], CONTRACTS["conditioners"])
     log.info("float32 %.2f MB, float16 %.2f MB",
              outputs["float32"].stat().st_size / 1e6, outputs["float16"].stat().st_size / 1e6)
 

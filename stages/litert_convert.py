@@ -1,8 +1,13 @@
 """Stages `dit_convert` and `autoencoder_convert`: a torch.export'ed .pt2 → float32 .tflite with
 litert-torch (in its own process: the converter's memory and global side effects stay here).
-The decoder's graph is channels-last CONV_2D ops only (stages/models/decoder.py)."""
+The decoder's graph is channels-last CONV_2D ops only (stages/models/decoder.py). litert-torch
+keeps the forward's argument order; the file is then put in its role's client order
+(runtime/vocab.py)."""
 import logging
 import time
+
+from pipeline.core.contract import conform
+from runtime.vocab import CONTRACTS
 
 log = logging.getLogger("sao.litert_convert")
 
@@ -16,4 +21,5 @@ def run(inputs, outputs, config):
     # ep.module() cannot be put in eval mode; the re-authored modules have no train-only paths.
     edge = litert_torch.convert(ep.module(), (), sample_kwargs=ep.example_inputs[1])
     edge.export(str(outputs["tflite"]))
+    conform(outputs["tflite"], CONTRACTS[config["role"]])
     log.info("converted in %.1f s: %.2f MB", time.perf_counter() - t0, outputs["tflite"].stat().st_size / 1e6)

@@ -4,8 +4,13 @@
 
 Quantizing the float file (not inside litert-torch) keeps the recipe a separate cacheable step:
 a recipe change re-runs seconds of quantization, not the conversion; for dynamic int8 the bytes
-are identical to litert-torch's in-conversion recipe (toolchain.md)."""
+are identical to litert-torch's in-conversion recipe (toolchain.md). The quantizer keeps the
+tensor order of its input; the output is put in its role's client order all the same
+(runtime/vocab.py), whatever a quantizer version chooses."""
 import logging
+
+from pipeline.core.contract import conform
+from runtime.vocab import CONTRACTS
 
 log = logging.getLogger("sao.quantize")
 
@@ -29,5 +34,6 @@ def run(inputs, outputs, config):
     q = quantizer.Quantizer(str(inputs["tflite"]))
     q.load_quantization_recipe(rm.get_quantization_recipe())
     q.quantize().export_model(str(outputs["tflite"]), overwrite=True)
+    conform(outputs["tflite"], CONTRACTS[config["role"]])
     log.info("%s: %.2f MB → %.2f MB", config["recipe"], inputs["tflite"].stat().st_size / 1e6,
              outputs["tflite"].stat().st_size / 1e6)

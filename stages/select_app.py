@@ -8,8 +8,15 @@ the PyTorch modules with the same noise: the final latent's and the audio's SNR 
 request). A combination meets the constraints with its bytes ≤ max_bytes and both SNRs at their
 minimums; of those, `objective` picks the smallest (bytes) or the fastest (warm generation:
 conditioners + steps × DiT + decoder warm invokes). The chosen files are copied to app/; the
-report (reports/app.json) holds every variant's and every combination's figures, the Pareto
-front over bytes and warm seconds among those meeting the SNR constraints, and the choice.
+report (reports/app.json, read by later stages) holds facts only — every variant's and every
+combination's bytes, gates and SNRs, and the choice — so a re-run with the same inputs writes
+the same bytes and stops the chain there; the timings, and the Pareto front over bytes and warm
+seconds among the sets meeting the SNR constraints, go to reports/app_timings.json, which no
+stage reads.
+
+Combinations run as the layout's client runs them (runtime/client.py): the Arm app addresses
+tensors by position and runs the decoder with XNNPACK's FORCE_FP16, so a set that holds its
+gates by name in float32 but not as that client runs it is never chosen.
 
 A variant the profile pins that failed its gate fails the build here; no combination meeting
 the constraints fails it with the closest ones found."""
@@ -26,14 +33,14 @@ import torch
 
 from pipeline.core.atomic import write_json
 from pipeline.core.parity import ParityError
-from runtime import ping_pong
+from runtime import client, ping_pong
 from runtime.litert import Model
 from runtime.parity import metrics
 from runtime.tokenizer import Tokenizer
+from runtime.vocab import FORCE_FP16, LAYOUTS, ROLES as MODELS
 from stages.models import conditioners, decoder, dit
 
 log = logging.getLogger("sao.select_app")
-MODELS = ("conditioners", "dit", "decoder")
 REPORT = {"conditioners": "parity_conditioners", "dit": "parity_dit", "decoder": "parity_autoencoder"}
 SECTION = {"conditioners": "conditioners", "dit": "dit", "decoder": "autoencoder"}
 
@@ -63,51 +70,65 @@ def run(inputs, outputs, config):
         if not candidates[m]:
             raise ParityError(f"{m}: no variant passed its gate ({', '.join(variants[m])}; see reports/{REPORT[m]}.json)")
 
-    e2e = _end_to_end(inputs, files, variants, candidates, config)
+    timings = {m: {v: {} for v in vs} for m, vs in variants.items()}
+    e2e = _end_to_end(inputs, files, variants, timings, candidates, config)
     steps = config["steps"]
-    combos = []
+    combos, times = [], []  # the facts (app.json) and the measurements (app_timings.json) of each
     for c, d, a in product(*(candidates[m] for m in MODELS)):
-        figs = [variants[m][v] for m, v in zip(MODELS, (c, d, a))]
-        combo = {"models": dict(zip(MODELS, (c, d, a))), "bytes": sum(f["bytes"] for f in figs),
-                 "warm_s": figs[0]["warm_s"] + steps * figs[1]["warm_s"] + figs[2]["warm_s"],
-                 "first_s": sum(f["load_s"] + f["first_s"] for f in figs) + (steps - 1) * figs[1]["warm_s"],
+        models = dict(zip(MODELS, (c, d, a)))
+        figs = [timings[m][v] for m, v in models.items()]
+        combo = {"models": models, "bytes": sum(variants[m][v]["bytes"] for m, v in models.items()),
                  "latent_snr_db": e2e["latent"][c, d], "audio_snr_db": e2e["audio"][c, d, a]}
         combo["snr_ok"] = (combo["latent_snr_db"] >= config["min_latent_snr_db"]
                            and combo["audio_snr_db"] >= config["min_audio_snr_db"])
         combo["meets"] = combo["snr_ok"] and (config["max_bytes"] is None or combo["bytes"] <= config["max_bytes"])
         combos.append(combo)
-    for x in combos:  # the front: no other SNR-passing set is at least as small and as fast, and better in one
-        x["front"] = x["snr_ok"] and not any(
-            y["snr_ok"] and y["bytes"] <= x["bytes"] and y["warm_s"] <= x["warm_s"]
-            and (y["bytes"], y["warm_s"]) != (x["bytes"], x["warm_s"]) for y in combos)
-    order = (lambda x: (x["bytes"], x["warm_s"])) if config["objective"] == "smallest" else \
-        (lambda x: (x["warm_s"], x["bytes"]))
-    combos.sort(key=order)
-    for x in combos:
+        times.append({"models": models, "warm_s": figs[0]["warm_s"] + steps * figs[1]["warm_s"] + figs[2]["warm_s"],
+                      "first_s": sum(f["load_s"] + f["first_s"] for f in figs) + (steps - 1) * figs[1]["warm_s"]})
+    for x, tx in zip(combos, times):  # the front: no other SNR-passing set is at least as small and as fast, and better in one
+        tx["front"] = x["snr_ok"] and not any(
+            y["snr_ok"] and y["bytes"] <= x["bytes"] and ty["warm_s"] <= tx["warm_s"]
+            and (y["bytes"], ty["warm_s"]) != (x["bytes"], tx["warm_s"]) for y, ty in zip(combos, times))
+    # "smallest" is decided by facts alone; "fastest" by this machine's timings (the README says so).
+    order = (lambda x, tx: (x["bytes"], tx["warm_s"])) if config["objective"] == "smallest" else \
+        (lambda x, tx: (tx["warm_s"], x["bytes"]))
+    ranked = sorted(zip(combos, times), key=lambda p: order(*p))
+    for x, tx in ranked:
         log.info("%-58s %8.1f MB %7.2f s  latent %6.2f dB  audio %6.2f dB%s%s", _name(x), x["bytes"] / 1e6,
-                 x["warm_s"], x["latent_snr_db"], x["audio_snr_db"], "  front" if x["front"] else "",
+                 tx["warm_s"], x["latent_snr_db"], x["audio_snr_db"], "  front" if tx["front"] else "",
                  "" if x["meets"] else "  (fails the constraints)")
     constraints = {k: config[k] for k in ("max_bytes", "min_latent_snr_db", "min_audio_snr_db")}
-    meeting = [x for x in combos if x["meets"]]
+    meeting = [(x, tx) for x, tx in ranked if x["meets"]]
     if not meeting:
-        closest = sorted(combos, key=lambda x: (_shortfall(x, config), order(x)))[:3]
+        closest = sorted(ranked, key=lambda p: (_shortfall(p[0], config), order(*p)))[:3]
         raise ParityError(
             f"no app set meets [app] max_bytes = {config['max_bytes']}, min_latent_snr_db = "
-            f"{config['min_latent_snr_db']}, min_audio_snr_db = {config['min_audio_snr_db']}; closest: " + "; ".join(
+            f"{config['min_latent_snr_db']}, min_audio_snr_db = {config['min_audio_snr_db']} as "
+            f"{_client(config['layout'])}; closest: " + "; ".join(
                 f"{_name(x)}: {x['bytes'] / 1e6:.1f} MB, latent {x['latent_snr_db']:.2f} dB, "
-                f"audio {x['audio_snr_db']:.2f} dB" for x in closest))
-    chosen = meeting[0]
+                f"audio {x['audio_snr_db']:.2f} dB" for x, _ in closest))
+    chosen, chosen_times = meeting[0]
     chosen["chosen"] = True
     for m in MODELS:
         shutil.copyfile(files[m][chosen["models"][m]], outputs[m])
     log.info("app set (%s): %s, %.1f MB", config["objective"], _name(chosen), chosen["bytes"] / 1e6)
     write_json(outputs["report"], {
-        "objective": config["objective"], "constraints": constraints, "pins": pins,
+        "objective": config["objective"], "constraints": constraints, "pins": pins, "layout": config["layout"],
         "requests": [{"prompt": p, "seconds_total": s, "seed": i} for i, (p, s) in
                      enumerate(zip(config["prompts"], config["seconds"]))],
         "steps": steps, "threads": config["threads"], "chosen": chosen["models"],
-        "figures": {k: chosen[k] for k in ("bytes", "warm_s", "first_s", "latent_snr_db", "audio_snr_db")},
-        "variants": variants, "combinations": combos})
+        "figures": {k: chosen[k] for k in ("bytes", "latent_snr_db", "audio_snr_db")},
+        "variants": variants, "combinations": [x for x, _ in ranked]})
+    write_json(outputs["timings"], {
+        "figures": {k: chosen_times[k] for k in ("warm_s", "first_s")},
+        "variants": timings, "combinations": [tx for _, tx in ranked]})
+
+
+def _client(layout: str) -> str:
+    """How the layout's client runs a set, naming the profile setting that chose it."""
+    flags = LAYOUTS[layout].xnnpack_flags["decoder"]
+    fp16 = ", the decoder with XNNPACK's FORCE_FP16" if flags is not None and flags & FORCE_FP16 else ""
+    return f"{LAYOUTS[layout].client} runs it ([app] layout = \"{layout}\"{fp16})"
 
 
 def _name(combo) -> str:
@@ -121,72 +142,69 @@ def _shortfall(x, config) -> float:
             + max(0.0, config["min_audio_snr_db"] - x["audio_snr_db"]))
 
 
-def _timed(fig: dict, model: Model, feeds: list[dict], runs: int) -> list[dict]:
-    """Run `feeds` through a loaded model, recording its first and warm (median) invoke in `fig`;
-    warm runs repeat the feeds until there are `runs` of them."""
+def _timed(fig: dict, call, args: list[tuple], runs: int) -> list:
+    """Call `call` on each of `args`, recording its first and warm (median) call in `fig`; warm
+    calls repeat the args until there are `runs` of them."""
     outs, times = [], []
-    for feed in feeds:
+    for a in args:
         t0 = time.perf_counter()
-        outs.append(model(**feed))
+        outs.append(call(*a))
         times.append(time.perf_counter() - t0)
     while len(times) < runs + 1:
         t0 = time.perf_counter()
-        model(**feeds[len(times) % len(feeds)])
+        call(*args[len(times) % len(args)])
         times.append(time.perf_counter() - t0)
     fig["first_s"], fig["warm_s"] = times[0], statistics.median(times[1:])
     return outs
 
 
-def _load(fig: dict, path: Path, threads: int) -> Model:
+def _load(fig: dict, path: Path, role: str, config) -> Model:
     t0 = time.perf_counter()
-    model = Model(path, threads)
+    model = client.load(path, role, config["layout"], config["threads"])
     fig["load_s"] = time.perf_counter() - t0
     return model
 
 
-def _end_to_end(inputs, files, variants, candidates, config) -> dict:
-    """Measure every passing variant and run every candidate combination on the requests:
+def _end_to_end(inputs, files, variants, timings, candidates, config) -> dict:
+    """Measure every passing variant (into `timings`) and run every candidate combination on the
+    requests as the layout's client runs it (runtime/client.py: by position, its XNNPACK flags):
     {"latent": {(c, d): SNR dB}, "audio": {(c, d, a): SNR dB}} (the worst request)."""
-    threads, runs, steps = config["threads"], config["timing_runs"], config["steps"]
+    runs, steps = config["timing_runs"], config["steps"]
     requests = _references(inputs, config)
+    passing = {m: [v for v, fig in variants[m].items() if fig["gate"]] for m in MODELS}
 
-    conds = {}  # conditioners variant → its outputs per request
-    for v, fig in variants["conditioners"].items():
-        if fig["gate"]:
-            outs = _timed(fig, _load(fig, files["conditioners"][v], threads), [r["feed"] for r in requests], runs)
-            if v in candidates["conditioners"]:
-                conds[v] = outs
+    conds = {}  # conditioners variant → its (cross, global) per request
+    for v in passing["conditioners"]:
+        fig = timings["conditioners"][v]
+        model = _load(fig, files["conditioners"][v], "conditioners", config)
+        outs = _timed(fig, lambda *a: client.condition(model, *a), [r["cond_args"] for r in requests], runs)
+        if v in candidates["conditioners"]:
+            conds[v] = outs
     latents, snr_latent = {}, {}
-    for v, fig in variants["dit"].items():
-        if not fig["gate"]:
-            continue
-        model = _load(fig, files["dit"][v], threads)
-        times = []
-
-        def velocity(x, t, cond):
-            t0 = time.perf_counter()
-            (out,) = model(x=x, t=np.array([t], np.float32), cross_attn_cond=cond["cross_attention_input"],
-                           global_cond=cond["global_cond"]).values()
-            times.append(time.perf_counter() - t0)
-            return out
+    for v in passing["dit"]:
+        fig = timings["dit"][v]
+        model = _load(fig, files["dit"][v], "dit", config)
+        calls = []  # (cross, global, x, t) of every step, timed below from the second on
         for c in (conds if v in candidates["dit"] else list(conds)[:1]):
             for i, r in enumerate(requests):
-                latents[c, v, i] = ping_pong.sample(lambda x, t: velocity(x, t, conds[c][i]), r["noise"], steps)
+                cross, glob = conds[c][i]
+                latents[c, v, i] = ping_pong.sample(
+                    lambda x, t: calls.append((cross, glob, x, t)) or client.velocity(model, cross, glob, x, t),
+                    r["noise"], steps)
             snr_latent[c, v] = min(metrics(r["latent"], latents[c, v, i])["snr_db"] for i, r in enumerate(requests))
-        fig["first_s"], fig["warm_s"] = times[0], statistics.median(times[1:] or times)
+        _timed(fig, lambda *a: client.velocity(model, *a), calls[:1], runs)
         del model  # one model in memory at a time
         if v not in candidates["dit"]:
             latents = {k: x for k, x in latents.items() if k[1] != v}
     snr_audio = {}
-    for v, fig in variants["decoder"].items():
-        if not fig["gate"]:
-            continue
-        model = _load(fig, files["decoder"][v], threads)
+    for v in passing["decoder"]:
+        fig = timings["decoder"][v]
+        model = _load(fig, files["decoder"][v], "decoder", config)
         keys = sorted({k[:2] for k in latents}) if v in candidates["decoder"] else []
-        feeds = [{"latent": latents[c, d, i]} for c, d in keys for i in range(len(requests))]
-        outs = _timed(fig, model, feeds or [{"latent": requests[0]["latent"]}], runs)
+        args = [(latents[c, d, i],) for c, d in keys for i in range(len(requests))]
+        outs = _timed(fig, lambda z: client.decode(model, z), args or [(requests[0]["latent"],)], runs)
         for j, (c, d) in enumerate(keys):
-            snr_audio[c, d, v] = min(metrics(r["audio"], next(iter(outs[j * len(requests) + i].values())))["snr_db"]
+            snr_audio[c, d, v] = min(metrics(r["audio"], outs[j * len(requests) + i])["snr_db"]
                                      for i, r in enumerate(requests))
     return {"latent": snr_latent, "audio": snr_audio}
 
@@ -207,7 +225,6 @@ def _references(inputs, config) -> list[dict]:
             latent = ping_pong.sample(lambda x, t: dit_pt(x, torch.tensor([t]), cross, glob),
                                       [torch.from_numpy(n) for n in noise], steps)
             audio = dec_pt(latent)
-        requests.append({"feed": {"input_ids": ids, "attention_mask": mask,
-                                  "seconds_total": np.array([seconds], np.float32)},
-                         "noise": noise, "latent": latent.numpy(), "audio": audio.numpy()})
+        requests.append({"cond_args": (ids, mask, seconds), "noise": noise, "latent": latent.numpy(),
+                         "audio": audio[0].numpy()})
     return requests

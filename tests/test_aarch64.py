@@ -1,6 +1,7 @@
 """The bundle verified on aarch64 LiteRT kernels, emulated (stages/verify_aarch64.py): the default
 build's report, the Arm app's FORCE_FP16 decoder failing on a decoder whose activations overflow
-float16, a machine without the userland, and a userland whose pins changed."""
+float16 (on aarch64, and already in select_app for the Arm layout), a machine without the
+userland, and a userland whose pins changed."""
 import json
 import os
 import shutil
@@ -44,14 +45,27 @@ def overflowing(tmp_path_factory, default_build):
     ckpt = torch.load(model / "model.ckpt", weights_only=True)
     ckpt["state_dict"][DECODER_IN] = ckpt["state_dict"][DECODER_IN] * 1e5
     torch.save(ckpt, model / "model.ckpt")
-    head = files_source(model, targets="") + "[autoencoder]\nmin_snr_db = 0.0\n"
+    # The roles layout: this runtime's client, which runs the decoder without FORCE_FP16.
+    head = files_source(model, targets="") + "[autoencoder]\nmin_snr_db = 0.0\n[app]\nlayout = \"roles\"\n"
     profile = tmp / "t_fp16.toml"
     profile.write_text(head + "[targets]\naarch64 = false\n")
     assert "verify_aarch64" not in executed(doit(profile=profile).stdout)
     out = ARTIFACTS / "t_fp16"
     assert json.loads((out / "bundle" / "manifest.json").read_text())["verified_on"] == ["x86_64"]
     profile.write_text(head + "[targets]\naarch64_steps = 0\n")
-    return {"profile": profile, "out": out, "bundle": _bundle(out)}
+    return {"profile": profile, "out": out, "bundle": _bundle(out), "head": head}
+
+
+def test_the_arm_layout_never_chooses_a_decoder_that_fails_under_force_fp16(overflowing, tmp_path):
+    """The same model for the Arm app: select_app runs every set as that app does (FORCE_FP16 on
+    the decoder, x86 XNNPACK rounding to fp16), so no set holds: one error line naming the setting."""
+    profile = tmp_path / "t_fp16.toml"  # same name: same artifacts folder, its bundle must stay
+    profile.write_text(overflowing["head"].replace('layout = "roles"', 'layout = "arm"') + "[targets]\naarch64 = false\n")
+    r = doit(profile=profile, check=False)
+    assert r.returncode != 0
+    [line] = [x for x in r.stdout.splitlines() if "error:" in x]
+    assert "no app set meets" in line and '[app] layout = "arm"' in line and "FORCE_FP16" in line
+    assert _bundle(overflowing["out"]) == overflowing["bundle"]
 
 
 def test_without_the_userland_one_error_line(overflowing):

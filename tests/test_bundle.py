@@ -28,8 +28,11 @@ def test_manifest_matches_tflite_files(default_bundle):
     for name, desc in manifest["models"].items():
         it = Interpreter(model_path=str(bundle / name))
         sig = it.get_signature_list()[desc["signature"]]
-        assert sorted(sig["inputs"]) == [i["name"] for i in desc["inputs"]]
-        assert sorted(sig["outputs"]) == [o["name"] for o in desc["outputs"]]
+        assert sorted(sig["inputs"]) == sorted(i["name"] for i in desc["inputs"])
+        assert sorted(sig["outputs"]) == sorted(o["name"] for o in desc["outputs"])
+        # rows in position order: what a C++ client's interpreter->inputs()[i] is
+        assert [r["index"] for r in desc["inputs"]] == [d["index"] for d in it.get_input_details()]
+        assert [r["index"] for r in desc["outputs"]] == [d["index"] for d in it.get_output_details()]
         runner = it.get_signature_runner(desc["signature"])
         for kind, details in (("inputs", runner.get_input_details()), ("outputs", runner.get_output_details())):
             for row in desc[kind]:

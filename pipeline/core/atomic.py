@@ -1,10 +1,9 @@
 """Write-then-rename helpers: a killed or failed step never leaves a file that looks finished
 (the temporary names and `atomic_path` are the runtime's: runtime/files.py)."""
-import json
 import os
 from pathlib import Path
 
-from runtime.files import TMP_PREFIX, atomic_path, tmp_path  # noqa: F401 - this module's API
+from runtime.files import TMP_PREFIX, atomic_path, strict_json, tmp_path  # noqa: F401 - this module's API
 from .hashing import file_digest
 
 
@@ -27,4 +26,5 @@ def write_bytes(path, data: bytes):
 
 
 def write_json(path, obj):
-    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    """Strict JSON (no Infinity/NaN: runtime/files.py), sorted keys, written then renamed."""
+    write_bytes(path, strict_json(obj).encode())

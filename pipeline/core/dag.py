@@ -7,6 +7,7 @@ from .config import FileSource, Profile
 from .recipes import RECIPES
 from .stage import Stage
 from .toolchain import aarch64_versions
+from runtime.vocab import LAYOUTS, ROLES as MODELS, SPIECE, MANIFEST
 
 TORCH = ("torch", "safetensors")
 
@@ -24,11 +25,6 @@ def source_files(p: Profile) -> dict[str, Path]:
             "spiece": d / "t5" / "spiece.model"}
 
 
-MODELS = ("conditioners", "dit", "decoder")
-# The app set's bundle names: the Arm audiogen app's fixed ones, or one per role ([app] layout).
-APP_NAMES = {"arm": {"conditioners": "conditioners_float32.tflite", "dit": "dit_model.tflite",
-                     "decoder": "autoencoder_model.tflite"},
-             "roles": {"conditioners": "conditioners.tflite", "dit": "dit.tflite", "decoder": "autoencoder.tflite"}}
 PREFIX = {"conditioners": "conditioners", "dit": "dit", "decoder": "autoencoder"}
 QUANTIZER = ("ai-edge-quantizer", "ai-edge-litert")
 
@@ -45,7 +41,7 @@ def variant_files(p: Profile) -> dict[str, dict[str, Path]]:
 
 def bundle_names(p: Profile) -> dict[str, str]:
     """Every bundled .tflite: bundle name → "model/variant" (the app set's as "model/app")."""
-    names = {name: f"{m}/app" for m, name in APP_NAMES[p.app.layout].items()}
+    names = {name: f"{m}/app" for m, name in LAYOUTS[p.app.layout].files.items()}
     if p.app.bundle_variants:
         names |= {f"variants/{PREFIX[m]}_{v}.tflite": f"{m}/{v}" for m, vs in variant_files(p).items() for v in vs}
     return names
@@ -56,9 +52,9 @@ def pins(p: Profile) -> dict[str, str]:
     return {"conditioners": p.conditioners.app, "dit": p.dit.app_variant, "decoder": p.autoencoder.app}
 
 
-def _quantize(name: str, doc: str, src: Path, dst: Path, recipe: str) -> Stage:
+def _quantize(name: str, doc: str, src: Path, dst: Path, recipe: str, role: str) -> Stage:
     return Stage(name, doc, "quantize", inputs={"tflite": src}, outputs={"tflite": dst},
-                 config={"recipe": recipe, "entries": RECIPES[recipe]}, tools=QUANTIZER)
+                 config={"recipe": recipe, "entries": RECIPES[recipe], "role": role}, tools=QUANTIZER)
 
 
 def stages(p: Profile) -> list[Stage]:
@@ -94,7 +90,7 @@ def stages(p: Profile) -> list[Stage]:
               config={"onnx2tf": c.onnx2tf},
               tools=("onnx2tf", "tensorflow-cpu", "tf-keras", "onnx", "onnxsim", "onnxruntime")),
         *[_quantize(f"conditioners_quantize_{v}", f"Quantize the float32 conditioners: {v}",
-                    files["conditioners"]["float32"], f, v)
+                    files["conditioners"]["float32"], f, v, "conditioners")
           for v, f in files["conditioners"].items() if v not in ("float32", "float16")],
         Stage("verify_conditioners", "Compare every conditioners variant with PyTorch; gate each",
               "verify_conditioners", inputs={"shard": shards["conditioners"], "t5_config": src["t5_config"],
@@ -111,11 +107,11 @@ def stages(p: Profile) -> list[Stage]:
               tools=TORCH),
         Stage("dit_convert", "Convert the exported DiT to float32 LiteRT (litert-torch)",
               "litert_convert", inputs={"pt2": dit / "dit.pt2"},
-              outputs={"tflite": dit / "dit_float32.tflite"},
+              outputs={"tflite": dit / "dit_float32.tflite"}, config={"role": "dit"},
               tools=(*TORCH, "litert-torch", "ai-edge-litert")),
         *[_quantize("dit_quantize" if v == d.quant_recipe else f"dit_quantize_{v}",
                     f"Quantize the float DiT: {v}" + (" (dit.quant_recipe)" if v == d.quant_recipe else ""),
-                    dit / "dit_float32.tflite", f, v) for v, f in files["dit"].items()],
+                    dit / "dit_float32.tflite", f, v, "dit") for v, f in files["dit"].items()],
         Stage("verify_dit", "Compare the float DiT and every quantized one with PyTorch; gate each",
               "verify_dit", inputs={"shard": shards["dit"], "float32": dit / "dit_float32.tflite", **files["dit"]},
               outputs={"report": parity["dit"]},
@@ -129,9 +125,9 @@ def stages(p: Profile) -> list[Stage]:
               tools=TORCH),
         Stage("autoencoder_convert", "Convert the exported decoder to float32 LiteRT (litert-torch)",
               "litert_convert", inputs={"pt2": ae / "decoder.pt2"},
-              outputs={"tflite": ae / "autoencoder_model.tflite"},
+              outputs={"tflite": ae / "autoencoder_model.tflite"}, config={"role": "decoder"},
               tools=(*TORCH, "litert-torch", "ai-edge-litert")),
-        *[_quantize(f"autoencoder_quantize_{q}", f"Quantize the float decoder: {q}", files["decoder"]["float32"], f, q)
+        *[_quantize(f"autoencoder_quantize_{q}", f"Quantize the float decoder: {q}", files["decoder"]["float32"], f, q, "decoder")
           for q, f in files["decoder"].items() if q != "float32"],
         Stage("verify_autoencoder", "Compare every decoder variant with PyTorch; gate each",
               "verify_autoencoder", inputs={"shard": shards["decoder"], "tflite": files["decoder"]["float32"],
@@ -148,8 +144,8 @@ def stages(p: Profile) -> list[Stage]:
                       "t5_config": src["t5_config"], "t5_weights": src["t5_weights"], "spiece": src["spiece"],
                       "source": facts, **{f"parity_{m}": f for m, f in parity.items()},
                       **{f"{m}/{v}": f for m, vs in files.items() for v, f in vs.items()}},
-              outputs={**app_files, "report": rep / "app.json"},
-              config={**p.app.model_dump(exclude={"layout", "bundle_variants"}), "pins": pins(p),
+              outputs={**app_files, "report": rep / "app.json", "timings": rep / "app_timings.json"},
+              config={**p.app.model_dump(exclude={"bundle_variants"}), "pins": pins(p),
                       "prompts": c.prompts[:p.app.requests], "seconds": c.seconds[:p.app.requests],
                       "steps": p.generate.steps, "threads": 2},
               tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece")),
@@ -172,13 +168,13 @@ def stages(p: Profile) -> list[Stage]:
                     "max_rel_cond_fp32": c.max_rel_fp32,
                     "gates": {"conditioners": {v: c.min_snr(v) for v in c.built if v != "float32"},
                               "dit": {v: d.min_snr(v) for v in d.built},
-                              "decoder": {q: a.min_snr(q) for q in a.built if q != "float32"}},
+                              "decoder": {q: a.min_snr_db if q == "float32" else a.min_snr(q) for q in a.built}},
                     "dit_cases": t.aarch64_dit_cases,
                     "latents": t.aarch64_latents, "cpu": t.aarch64_cpu,
                     "decoders": list(files["decoder"]) if t.aarch64_decoders == "all" else [],
-                    "max_rel_dec_fp32": a.max_rel_fp32, "min_snr_fp16_db": t.min_snr_fp16_db,
-                    "steps": t.aarch64_steps, "threads": 2, "min_latent_snr_db": t.min_latent_snr_db,
-                    "min_audio_snr_db": t.min_audio_snr_db, "min_latent_snr_vs_x86_db": t.min_latent_snr_vs_x86_db,
+                    "min_snr_fp16_db": t.min_snr_fp16_db, "layout": p.app.layout,
+                    "steps": t.aarch64_steps, "threads": 2, "min_latent_snr_db": p.app.min_latent_snr_db,
+                    "min_audio_snr_db": p.app.min_audio_snr_db, "min_latent_snr_vs_x86_db": t.min_latent_snr_vs_x86_db,
                     "min_audio_snr_vs_x86_db": t.min_audio_snr_vs_x86_db,
                     "toolchain": aarch64_versions() or "absent"},
             tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece")))
@@ -189,9 +185,9 @@ def stages(p: Profile) -> list[Stage]:
         inputs={**{f"{m}/app": f for m, f in app_files.items()},
                 **{f"{m}/{v}": f for m, vs in files.items() for v, f in vs.items()
                    if f"{m}/{v}" in names.values()},
-                "spiece.model": src["spiece"], "source": facts, "app": rep / "app.json"},
-        outputs={**{n: o / "bundle" / n for n in names}, "spiece.model": o / "bundle" / "spiece.model",
-                 "manifest.json": o / "bundle" / "manifest.json"},
+                SPIECE: src["spiece"], "source": facts, "app": rep / "app.json"},
+        outputs={**{n: o / "bundle" / n for n in names}, SPIECE: o / "bundle" / SPIECE,
+                 MANIFEST: o / "bundle" / MANIFEST},
         config={"profile": p.name, "steps": p.generate.steps, "verified_on": verified_on, "files": names,
                 "layout": p.app.layout},
         tools=("ai-edge-litert",),

@@ -41,8 +41,10 @@ def _record_opens() -> set[str]:
 
 def run(profile_path: str, name: str) -> int:
     profile = load_profile(profile_path)
-    opened = _record_opens()  # from here on: the profile is config, keyed by its slices
+    # The table is built before recording starts: what building it reads (the profile, the aarch64
+    # userland's versions) is in the stages' config slices, not in every stage's code.
     stage = {s.name: s for s in dag.stages(profile)}[name]
+    opened = _record_opens()
     return execute(stage, profile.out / "logs" / f"{name}.log", keys.depfile(profile.out, name), opened,
                    profile_path, "local")
 

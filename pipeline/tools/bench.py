@@ -259,9 +259,24 @@ def model_latency(profile_path: Path, threads=2, warm_runs=3) -> dict:
     return result
 
 
+def app_with_timings(reports: Path) -> dict:
+    """select_app's facts (app.json) with this build's timings (app_timings.json) merged in, for
+    people: the report page and the bench."""
+    app = json.loads((reports / "app.json").read_text())
+    timed = json.loads((reports / "app_timings.json").read_text())
+    app["figures"] |= timed["figures"]
+    for m, vs in app["variants"].items():
+        for v, fig in vs.items():
+            fig |= timed["variants"][m].get(v, {})
+    by_set = {tuple(t["models"].values()): t for t in timed["combinations"]}
+    for c in app["combinations"]:
+        c |= by_set[tuple(c["models"].values())]
+    return app
+
+
 def app_set(out: Path) -> dict:
     """select_app's choice (reports/app.json): the chosen set's figures and the Pareto front."""
-    app = json.loads((out / "reports" / "app.json").read_text())
+    app = app_with_timings(out / "reports")
     keep = ("models", "bytes", "warm_s", "first_s", "latent_snr_db", "audio_snr_db", "meets")
     return {"objective": app["objective"], "constraints": app["constraints"], "chosen": app["chosen"],
             "figures": app["figures"], "combinations": len(app["combinations"]),

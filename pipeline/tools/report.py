@@ -26,7 +26,7 @@ from pipeline.cache.client import stats_path
 from pipeline.core.atomic import write_bytes
 from pipeline.core.config import load_profile
 from pipeline.core.dag import stages
-from .bench import STAGES, stage_figures
+from .bench import STAGES, app_with_timings, stage_figures
 
 log = logging.getLogger("sao.report")
 TEMPLATE = Path(__file__).with_name("report.html")
@@ -157,7 +157,7 @@ def pareto_figure(app: dict):
     import matplotlib.pyplot as plt
     combos = app["combinations"]
     fig, ax = plt.subplots(figsize=(9, 5))
-    snr = [min(c["latent_snr_db"], 60.0) for c in combos]
+    snr = [60.0 if c["latent_snr_db"] is None else min(c["latent_snr_db"], 60.0) for c in combos]  # null: +inf
     norm = matplotlib.colors.Normalize(min(snr), max(max(snr), min(snr) + 1))
     for c, v in zip(combos, snr):
         colour = plt.cm.viridis(norm(v))
@@ -178,6 +178,11 @@ def pareto_figure(app: dict):
     ax.legend(loc="best", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _num(value, fmt: str) -> str:
+    """A figure from a strict-JSON report: null stands for +inf there (an SNR of identical outputs)."""
+    return "∞" if value is None else fmt % value
 
 
 def write_graph(profile):
@@ -203,8 +208,10 @@ def write_report(profile):
     cache = json.loads(stats_path(profile).read_text()) if stats_path(profile).is_file() else None
     s = sample(profile, out)
     arm = out / "parity_aarch64.json"
-    app = json.loads((out / "app.json").read_text())
-    page = jinja2.Template(TEMPLATE.read_text(), autoescape=True).render(
+    app = app_with_timings(out)
+    env = jinja2.Environment(autoescape=True)
+    env.filters["num"] = _num
+    page = env.from_string(TEMPLATE.read_text()).render(
         profile=profile.name, stages=[(st.name, st.doc, status[st.name], figures.get(st.name)) for st in stages(profile)],
         colours=COLOURS, sizes=sizes, toolchain=manifest["toolchain"], cache=cache,
         parity=[(r.stem[len("parity_"):], c) for r in sorted(out.glob("parity_*.json")) if r != arm

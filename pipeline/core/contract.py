@@ -1,0 +1,48 @@
+"""Make a .tflite file meet its client contract (runtime/vocab.py): the order of the main
+subgraph's input and output tensors is what a C++ client sees as `interpreter->inputs()[i]`.
+
+The order is an int32 vector in the flatbuffer; it is permuted in place (same length, same
+tensors, nothing else touched), so the signature names, the weights and every op stay as they
+were and the file keeps its size. Re-packing through the schema's object API (`ModelT` → `Pack`)
+is not an option: it breaks files whose buffers live after the flatbuffer ("Constant buffer N
+specified an out of range offset")."""
+import mmap
+
+import numpy as np
+
+from runtime.litert import ContractError  # noqa: F401 - raised here too
+from runtime.vocab import Contract
+
+
+def conform(path, contract: Contract) -> bool:
+    """Permute `path`'s main subgraph inputs and outputs into the contract's order, in place.
+    Returns True when the file changed."""
+    from ai_edge_litert.schema_py_generated import Model
+    with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0) as buf:
+        model = Model.GetRootAs(buf, 0)
+        if model.SignatureDefsLength() != 1:
+            raise ContractError(f"{path}: {model.SignatureDefsLength()} signatures; the contract needs exactly one")
+        sig = model.SignatureDefs(0)
+        graph = model.Subgraphs(sig.SubgraphIndex())
+        changed = [_permute(path, "input", contract.inputs, [sig.Inputs(i) for i in range(sig.InputsLength())],
+                            graph.InputsAsNumpy()),
+                   _permute(path, "output", contract.outputs, [sig.Outputs(i) for i in range(sig.OutputsLength())],
+                            graph.OutputsAsNumpy())]
+        if any(changed):
+            buf.flush()
+    return any(changed)
+
+
+def _permute(path, kind, want, signature, vector) -> bool:
+    """Write the tensor indices of `want`'s names (from the signature) into `vector`, a view of
+    the subgraph's list in the mapped file; the view is gone when this returns."""
+    by_name = {t.Name().decode(): t.TensorIndex() for t in signature}
+    if sorted(by_name) != sorted(t.name for t in want) or len(vector) != len(want):
+        raise ContractError(f"{path}: {kind}s {sorted(by_name)}; the contract names {[t.name for t in want]}")
+    order = np.array([by_name[t.name] for t in want], dtype=vector.dtype)
+    if sorted(order) != sorted(vector):
+        raise ContractError(f"{path}: the signature's {kind}s are not the subgraph's")
+    if np.array_equal(order, vector):
+        return False
+    vector[:] = order
+    return True
