@@ -55,20 +55,20 @@ def generate(files: dict, spiece: Path, prompt: str, seconds: float, noise: list
     return decode(dec, latent), latent
 
 
-def require_contract(model: Model, role: str, name, client: str):
+def require_contract(model: Model, role: str, name, client: str, contracts=CONTRACTS):
     """ContractError (one line: the file, the first position that breaks, how many more) unless
     every position holds the tensor the contract puts there."""
-    if breaks := contract_breaks(model, role):
+    if breaks := contract_breaks(model, role, contracts):
         raise ContractError(f"{name}: {breaks[0]} ({client} addresses the {role} by position"
                             f"{'; %d more' % (len(breaks) - 1) if len(breaks) > 1 else ''})")
 
 
-def contract_breaks(model: Model, role: str) -> list[str]:
+def contract_breaks(model: Model, role: str, contracts=CONTRACTS) -> list[str]:
     """Each position whose tensor is not the one the contract puts there (read from the file's
     subgraph order, not from the names the runtime calls it by): "input 0: expects input_ids
     (int64), the file has attention_mask (int64)"."""
     breaks = []
-    for kind, want in (("inputs", CONTRACTS[role].inputs), ("outputs", CONTRACTS[role].outputs)):
+    for kind, want in (("inputs", contracts[role].inputs), ("outputs", contracts[role].outputs)):
         details = model.inputs if kind == "inputs" else model.outputs
         have = [(n, np.dtype(details[n]["dtype"]).name) for n in model.positions[kind]]
         for i in range(max(len(want), len(have))):

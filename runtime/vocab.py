@@ -74,3 +74,11 @@ LAYOUTS = {
     "roles": Layout({"conditioners": "conditioners.tflite", "dit": "dit.tflite", "decoder": "autoencoder.tflite"},
                     {r: None for r in ROLES}, "the sao-litert runtime"),
 }
+
+# The web client (LiteRT.js in a browser): the app set's DiT and decoder as they are, and the
+# conditioners in a file of their own whose ids and mask are int32 (cast to int64 in the graph):
+# LiteRT.js holds no int64 tensors. Same positions as the Arm app's.
+WEB_CLIENT = "LiteRT.js (npm @litertjs/core) in a browser"
+WEB_CONDITIONERS = "conditioners_int32.tflite"
+WEB_CONTRACTS = {**CONTRACTS, "conditioners": Contract(
+    (Tensor(IDS.name, "int32"), Tensor(MASK.name, "int32"), SECONDS), CONTRACTS["conditioners"].outputs)}

@@ -17,7 +17,7 @@ from runtime import ping_pong
 from runtime.client import require_contract
 from runtime.generate import WEIGHT_CACHE
 from runtime.litert import Model
-from runtime.vocab import LAYOUTS, MANIFEST, ROLES, SPIECE
+from runtime.vocab import LAYOUTS, MANIFEST, ROLES, SPIECE, WEB_CLIENT, WEB_CONDITIONERS, WEB_CONTRACTS
 
 log = logging.getLogger("sao.collect")
 TOOLCHAIN = ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "onnx", "onnx2tf",
@@ -27,7 +27,7 @@ TOOLCHAIN = ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "on
 def run(inputs, outputs, config):
     source = json.loads(inputs["source"].read_text())
     app = json.loads(inputs["app"].read_text())
-    roles = {**config["files"], SPIECE: SPIECE}
+    roles = {**config["files"], SPIECE: SPIECE, WEB_CONDITIONERS: WEB_CONDITIONERS}
     layout = LAYOUTS[config["layout"]]
     files, models, app_files = {}, {}, {}
     for name, dst in outputs.items():
@@ -35,7 +35,9 @@ def run(inputs, outputs, config):
             continue
         shutil.copyfile(inputs[roles[name]], dst)
         files[name] = {"xxh3_128": file_digest(dst), "bytes": dst.stat().st_size}
-        if name.endswith(".tflite"):
+        if name == WEB_CONDITIONERS:
+            require_contract(Model(dst), "conditioners", name, WEB_CLIENT, WEB_CONTRACTS)
+        elif name.endswith(".tflite"):
             model, variant = roles[name].split("/")
             if variant == "app":
                 app_files[model], variant = name, app["chosen"][model]
@@ -61,6 +63,11 @@ def run(inputs, outputs, config):
                 "pins": app["pins"], "figures": app["figures"],
                 "variants": {m: {v: {"bundled_as": bundled.get((m, v)), **fig} for v, fig in vs.items()}
                              for m, vs in app["variants"].items()}},
+        # Who loads what, by position: the app set's clients (runtime/vocab.py).
+        "clients": {"app": {"client": layout.client, "files": app_files, "xnnpack_flags": layout.xnnpack_flags},
+                    "web": {"client": WEB_CLIENT, "verified": config["web_verified"],
+                            "files": {**app_files, "conditioners": WEB_CONDITIONERS},
+                            "contracts": {m: c.rows() for m, c in WEB_CONTRACTS.items()}}},
         "toolchain": toolchain.versions(TOOLCHAIN),
         # Every gate of these architectures passed before this bundle was written (verify_*).
         "verified_on": config["verified_on"],

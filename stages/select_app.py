@@ -8,7 +8,7 @@ the PyTorch modules with the same noise: the final latent's and the audio's SNR 
 request). A combination meets the constraints with its bytes ≤ max_bytes and both SNRs at their
 minimums; of those, `objective` picks the smallest (bytes) or the fastest (warm generation:
 conditioners + steps × DiT + decoder warm invokes). The chosen files are copied to app/; the
-report (reports/app.json, read by later stages) holds facts only — every variant's and every
+report (reports/app.json, read by collect; the checks read app/chosen.json) holds facts only — every variant's and every
 combination's bytes, gates and SNRs, and the choice — so a re-run with the same inputs writes
 the same bytes and stops the chain there; the timings, and the Pareto front over bytes and warm
 seconds among the sets meeting the SNR constraints, go to reports/app_timings.json, which no
@@ -28,17 +28,13 @@ import time
 from itertools import product
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from pipeline.core.atomic import write_json
 from pipeline.core.parity import ParityError
 from runtime import client, ping_pong
 from runtime.litert import Model
 from runtime.parity import metrics
-from runtime.tokenizer import Tokenizer
 from runtime.vocab import FORCE_FP16, LAYOUTS, ROLES as MODELS
-from stages.models import conditioners, decoder, dit
+from stages.models.reference import Reference
 
 log = logging.getLogger("sao.select_app")
 REPORT = {"conditioners": "parity_conditioners", "dit": "parity_dit", "decoder": "parity_autoencoder"}
@@ -111,6 +107,7 @@ def run(inputs, outputs, config):
     chosen["chosen"] = True
     for m in MODELS:
         shutil.copyfile(files[m][chosen["models"][m]], outputs[m])
+    write_json(outputs["chosen"], chosen["models"])  # what the checks after this read: the set alone
     log.info("app set (%s): %s, %.1f MB", config["objective"], _name(chosen), chosen["bytes"] / 1e6)
     write_json(outputs["report"], {
         "objective": config["objective"], "constraints": constraints, "pins": pins, "layout": config["layout"],
@@ -210,21 +207,14 @@ def _end_to_end(inputs, files, variants, timings, candidates, config) -> dict:
 
 
 def _references(inputs, config) -> list[dict]:
-    """The requests through the PyTorch modules (freed on return): feeds, noise, latent, audio."""
-    steps = config["steps"]
-    cond_pt, example = conditioners.from_shard(inputs["cond_shard"], inputs["t5_config"])
-    dit_pt, _ = dit.from_shard(inputs["dit_shard"])
-    dec_pt, dec_example = decoder.from_shard(inputs["decoder_shard"])
-    tok = Tokenizer(inputs["spiece"], example[0].shape[1])
+    """The requests through the PyTorch modules (freed on return): the conditioners' arguments,
+    noise, latent, audio."""
+    ref = Reference(inputs["cond_shard"], inputs["t5_config"], inputs["dit_shard"], inputs["decoder_shard"],
+                    inputs["spiece"])
     requests = []
     for i, (prompt, seconds) in enumerate(zip(config["prompts"], config["seconds"])):
-        ids, mask = tok(prompt)
-        noise = ping_pong.noises(i, list(dec_example["latent"].shape), steps)
-        with torch.no_grad():
-            cross, _, glob = cond_pt(torch.from_numpy(ids), torch.from_numpy(mask), torch.tensor([seconds]))
-            latent = ping_pong.sample(lambda x, t: dit_pt(x, torch.tensor([t]), cross, glob),
-                                      [torch.from_numpy(n) for n in noise], steps)
-            audio = dec_pt(latent)
-        requests.append({"cond_args": (ids, mask, seconds), "noise": noise, "latent": latent.numpy(),
-                         "audio": audio[0].numpy()})
+        noise = ping_pong.noises(i, ref.latent_shape, config["steps"])
+        audio, latent = ref.generate(prompt, seconds, noise, config["steps"])
+        requests.append({"cond_args": (*ref.tokenizer(prompt), seconds), "noise": noise, "latent": latent,
+                         "audio": audio})
     return requests

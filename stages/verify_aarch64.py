@@ -31,9 +31,8 @@ from pipeline.core.parity import ParityError
 from runtime import client, ping_pong
 from runtime.litert import Model
 from runtime.parity import metrics, worst
-from runtime.tokenizer import Tokenizer
 from runtime.vocab import CONTRACTS, LAYOUTS, SPIECE
-from stages.models import conditioners, decoder, dit
+from stages.models.reference import Reference
 
 log = logging.getLogger("sao.verify_aarch64")
 COND_OUT = [t.name for t in CONTRACTS["conditioners"].outputs]  # the PyTorch module's order too
@@ -47,7 +46,7 @@ def run(inputs, outputs, config):
         raise InputError(None, "targets.aarch64", f"the aarch64 userland is not set up ({userland} is missing): "
                          "run `./dev aarch64`, or set [targets] aarch64 = false to build without this check")
     source = json.loads(inputs["source"].read_text())
-    chosen = json.loads(inputs["app"].read_text())["chosen"]
+    chosen = json.loads(inputs["chosen"].read_text())
     for m in APP_FILES:  # the app set by position first: a broken order is one line, not a crash
         client.require_contract(Model(inputs[f"app_{m}"]), m, inputs[f"app_{m}"], LAYOUTS[config["layout"]].client)
     feeds, refs, invokes = {}, {}, []
@@ -60,24 +59,21 @@ def run(inputs, outputs, config):
         invokes.append({"id": case, "model": model, "inputs": names, "xnnpack_flags": flags})
 
     # Conditioners: the profile's prompts and seconds; float32, float16, the app's.
-    cond, example = conditioners.from_shard(inputs["cond_shard"], inputs["t5_config"])
-    tok = Tokenizer(inputs["spiece"], example[0].shape[1])
+    ref = Reference(inputs["cond_shard"], inputs["t5_config"], inputs["dit_shard"], inputs["decoder_shard"],
+                    inputs["spiece"])
     cond_files = {q: f"cond_{q}.tflite" for q in ("float32", "float16") if f"cond_{q}" in inputs}
     if chosen["conditioners"] not in cond_files:
         cond_files[chosen["conditioners"]] = APP_FILES["conditioners"]
     cond_feeds = []
     for i, (prompt, seconds) in enumerate(zip(config["prompts"], config["seconds"])):
-        ids, mask = tok(prompt)
-        secs = np.array([seconds], np.float32)
-        with torch.no_grad():
-            refs[f"cond{i}"] = [t.numpy() for t in cond(torch.from_numpy(ids), torch.from_numpy(mask),
-                                                         torch.from_numpy(secs))]
-        cond_feeds.append({"input_ids": ids, "attention_mask": mask, "seconds_total": secs})
+        ids, mask = ref.tokenizer(prompt)
+        refs[f"cond{i}"] = [t.numpy() for t in ref.condition(prompt, seconds)]
+        cond_feeds.append({"input_ids": ids, "attention_mask": mask, "seconds_total": np.array([seconds], np.float32)})
     for q, name in cond_files.items():  # one model's invokes together: the emulated process loads it once
         for i, feed in enumerate(cond_feeds):
             invoke(f"cond{i}_{q}", name, feed)
     # DiT: seeded inputs across the sampler's schedule (as verify_dit).
-    dit_model, dit_example = dit.from_shard(inputs["dit_shard"])
+    dit_model, dit_example = ref.dit, ref.dit_example
     ts, g = ping_pong.schedule(8)[:-1], np.random.default_rng(1234)
     for i in range(config["dit_cases"]):
         feed = {k: g.standard_normal(v.shape).astype(np.float32) for k, v in dit_example.items()}
@@ -86,7 +82,7 @@ def run(inputs, outputs, config):
             refs[f"dit{i}"] = dit_model(**{k: torch.from_numpy(v) for k, v in feed.items()}).numpy()
         invoke(f"dit{i}", APP_FILES["dit"], feed)
     # Decoders: unit-variance latents (as verify_autoencoder); the app's again with FORCE_FP16.
-    dec, dec_example = decoder.from_shard(inputs["decoder_shard"])
+    dec, dec_example = ref.decoder, ref.decoder_example
     g = np.random.default_rng(4321)
     latents = [g.standard_normal(dec_example["latent"].shape).astype(np.float32) for _ in range(config["latents"])]
     for i, z in enumerate(latents):
@@ -111,7 +107,7 @@ def run(inputs, outputs, config):
                                    "seconds": seconds, "steps": steps, "noise": [f"noise/{i}" for i in range(len(noise))]}
             x86_audio, x86_latent = client.generate({r: bundle / f for r, f in APP_FILES.items()}, bundle / SPIECE,
                                                     prompt, seconds, noise, steps, config["threads"], config["layout"])
-            ref_audio, ref_latent = _pytorch_generation(cond, dit_model, dec, tok, prompt, seconds, noise, steps)
+            ref_audio, ref_latent = ref.generate(prompt, seconds, noise, steps)
         np.savez(work / "inputs.npz", **feeds)
         (work / "request.json").write_text(json.dumps(request))
         result, got = _emulated(work, userland, config["threads"], config["cpu"])
@@ -168,16 +164,6 @@ def _bundle(inputs, bundle: Path, config, cond_files):
              **{f"decoder_{q}.tflite": f"decoder_{q}" for q in config["decoders"]}}
     for name, role in files.items():
         os.symlink(Path(inputs[role]).resolve(), bundle / name)
-
-
-def _pytorch_generation(cond, dit_model, dec, tok, prompt, seconds, noise, steps):
-    with torch.no_grad():
-        ids, mask = tok(prompt)
-        cross, _, glob = cond(torch.from_numpy(ids), torch.from_numpy(mask), torch.tensor([seconds]))
-        latent = ping_pong.sample(lambda x, t: dit_model(x, torch.tensor([t]), cross, glob),
-                                  [torch.from_numpy(n) for n in noise], steps)
-        audio = dec(latent)
-    return audio[0].numpy(), latent.numpy()
 
 
 def _emulated(work: Path, userland: Path, threads: int, cpu: str) -> tuple[dict, dict]:

@@ -74,9 +74,9 @@ def write_profile(tmp_path: Path, name: str, body: str) -> Path:
     return p
 
 
-# Test profiles that are not about the aarch64 check leave it off (tests/test_aarch64.py covers it;
-# the default profile, the worktree and the decoder-precision tests build with it on).
-NO_AARCH64 = "[targets]\naarch64 = false\n"
+# Test profiles that are not about the client checks leave the aarch64 and web checks off
+# (tests/test_aarch64.py and test_clients.py cover them; the default profile builds with both on).
+NO_AARCH64 = "[targets]\naarch64 = false\nweb = false\n"
 
 
 def files_source(model: Path, targets: str = NO_AARCH64) -> str:

@@ -48,11 +48,11 @@ def overflowing(tmp_path_factory, default_build):
     # The roles layout: this runtime's client, which runs the decoder without FORCE_FP16.
     head = files_source(model, targets="") + "[autoencoder]\nmin_snr_db = 0.0\n[app]\nlayout = \"roles\"\n"
     profile = tmp / "t_fp16.toml"
-    profile.write_text(head + "[targets]\naarch64 = false\n")
+    profile.write_text(head + "[targets]\naarch64 = false\nweb = false\n")
     assert "verify_aarch64" not in executed(doit(profile=profile).stdout)
     out = ARTIFACTS / "t_fp16"
     assert json.loads((out / "bundle" / "manifest.json").read_text())["verified_on"] == ["x86_64"]
-    profile.write_text(head + "[targets]\naarch64_steps = 0\n")
+    profile.write_text(head + "[targets]\naarch64_steps = 0\nweb = false\n")
     return {"profile": profile, "out": out, "bundle": _bundle(out), "head": head}
 
 
@@ -60,7 +60,7 @@ def test_the_arm_layout_never_chooses_a_decoder_that_fails_under_force_fp16(over
     """The same model for the Arm app: select_app runs every set as that app does (FORCE_FP16 on
     the decoder, x86 XNNPACK rounding to fp16), so no set holds: one error line naming the setting."""
     profile = tmp_path / "t_fp16.toml"  # same name: same artifacts folder, its bundle must stay
-    profile.write_text(overflowing["head"].replace('layout = "roles"', 'layout = "arm"') + "[targets]\naarch64 = false\n")
+    profile.write_text(overflowing["head"].replace('layout = "roles"', 'layout = "arm"') + "[targets]\naarch64 = false\nweb = false\n")
     r = doit(profile=profile, check=False)
     assert r.returncode != 0
     [line] = [x for x in r.stdout.splitlines() if "error:" in x]

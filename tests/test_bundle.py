@@ -17,7 +17,7 @@ def test_manifest_matches_tflite_files(default_bundle):
     bundle = default_bundle / "bundle"
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert set(manifest["files"]) == {"conditioners_float32.tflite", "dit_model.tflite", "autoencoder_model.tflite",
-                                      "spiece.model", "variants/conditioners_float32.tflite",
+                                      "spiece.model", "conditioners_int32.tflite", "variants/conditioners_float32.tflite",
                                       "variants/conditioners_float16.tflite", "variants/dit_dynamic_wi8_afp32.tflite",
                                       "variants/autoencoder_float32.tflite"}
     assert manifest["app"]["models"] == ["conditioners_float32.tflite", "dit_model.tflite", "autoencoder_model.tflite"]

@@ -3,9 +3,7 @@
 import json
 import shutil
 
-import numpy as np
-
-from conftest import doit
+from conftest import REPO, doit, executed
 from runtime import client, ping_pong
 from runtime.generate import Request, generate, load_manifest
 from runtime.parity import metrics
@@ -82,18 +80,21 @@ def test_a_file_breaking_its_contract_fails_the_build_with_one_line(default_bund
     before = {p: p.read_bytes() for p in (bundle / "manifest.json", bundle / "dit_model.tflite")}
     app_dit = default_bundle / "app" / "dit.tflite"
     shutil.copyfile(app_dit, tmp_path / "dit.tflite")
+    # The default profile without the client checks (they read the app set first and fail on it
+    # the same way: verify_aarch64 and verify_web call the same check), so collect meets the file.
+    unchecked = tmp_path / "default.toml"
+    unchecked.write_text((REPO / "profiles" / "default.toml").read_text() + "[targets]\naarch64 = false\nweb = false\n")
     try:
         _swap_inputs(app_dit, 2, 3)  # x and t
-        r = doit("collect", check=False)
+        r = doit("collect", profile=unchecked, check=False)
         assert r.returncode != 0
         [line] = [x for x in r.stdout.splitlines() if "error:" in x]
-        # verify_aarch64 reads the app set before collect does: either names the file it read
-        assert "dit.tflite: input 2: expects x (float32), the file has t (float32)" in line, line
-        assert "the Arm audiogen app addresses the dit by position; 1 more" in line
+        assert ("collect: error: ContractError: dit_model.tflite: input 2: expects x (float32), the file has t "
+                "(float32) (the Arm audiogen app addresses the dit by position; 1 more)") in line, line
         assert {p: p.read_bytes() for p in before} == before
     finally:
         shutil.copyfile(tmp_path / "dit.tflite", app_dit)
-    assert doit("collect").returncode == 0
+    assert executed(doit().stdout) <= {"collect"}
 
 
 def test_every_json_the_build_writes_parses_strictly(default_bundle):
@@ -116,3 +117,35 @@ def test_nothing_measured_in_what_stages_and_apps_read(default_bundle):
         assert not any(k in text for k in ('"warm_s"', '"first_s"', '"load_s"', '"seconds"'))
     timings = json.loads((default_bundle / "reports" / "app_timings.json").read_text())
     assert timings["figures"]["warm_s"] > 0
+
+
+def test_the_web_client_runs_the_app_set_in_litertjs(default_bundle):
+    """stages/verify_web.py: LiteRT.js from npm in headless Chromium, every model and one generation."""
+    report = json.loads((default_bundle / "reports" / "parity_web.json").read_text())
+    assert report["litertjs"] == "2.5.3" and report["accelerator"] == "wasm"
+    assert report["browser"].startswith("Chromium")
+    checks = {(c["model"], c["check"]): c for c in report["checks"]}
+    assert {m for m, _ in checks} == {"conditioners", "dit", "decoder", "generation"}
+    assert all(c["ok"] for c in checks.values())
+    assert checks["generation", "8-step audio SNR dB vs PyTorch"]["threshold"] == 20.0  # [app] min_audio_snr_db
+    assert report["seconds"]["dit_step"] > 0
+    # the file it ran ships in the bundle: int32 ids and mask at the Arm app's positions
+    bundle = default_bundle / "bundle"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    web = manifest["clients"]["web"]
+    assert web["files"]["conditioners"] == "conditioners_int32.tflite" and web["verified"] is True
+    assert web["files"]["dit"] == "dit_model.tflite"  # the Arm app's DiT and decoder, as they are
+    have = positions(bundle / "conditioners_int32.tflite")
+    assert have["inputs"] == {0: ("input_ids", "INT32"), 1: ("attention_mask", "INT32"), 2: ("seconds_total", "FLOAT32")}
+    assert have["outputs"] == positions(bundle / "conditioners_float32.tflite")["outputs"]
+
+
+def test_a_constraint_edit_keeping_the_app_set_runs_no_model(default_bundle, tmp_path):
+    """Early cutoff: select_app re-runs and writes the same app files and app/chosen.json, so the
+    client checks (verify_aarch64, verify_web), which read only those, do not run again."""
+    edited = tmp_path / "default.toml"  # the same profile name: the same artifacts folder
+    edited.write_text((REPO / "profiles" / "default.toml").read_text() + "[app]\nmax_bytes = 1_000_000_000\n")
+    bundle = {p.name: p.read_bytes() for p in (default_bundle / "bundle").glob("*.tflite")}
+    assert executed(doit(profile=edited).stdout) == {"select_app", "collect"}
+    assert {p.name: p.read_bytes() for p in (default_bundle / "bundle").glob("*.tflite")} == bundle
+    assert executed(doit().stdout) == {"select_app", "collect"}  # back: the same again

@@ -51,6 +51,8 @@ def test_a_the_page_in_a_browser(report, default_bundle, tmp_path):
     images = re.findall(r"<img\b[^>]*>", dom)
     assert len(images) >= 2 and any('id="pareto"' in i for i in images)  # the app sets, the sample (, latency)
     manifest = json.loads((default_bundle / "bundle" / "manifest.json").read_text())
+    assert 'id="parity-web"' in dom  # the LiteRT.js checks
+    assert xxhash.xxh3_128_hexdigest((default_bundle / "bundle" / "manifest.json").read_bytes()) in dom
     rows = set(re.findall(r'<tr data-model="(\w+)" data-variant="(\w+)"', dom))  # every variant, a row
     assert rows == {(m, v) for m, vs in manifest["app"]["variants"].items() for v in vs}
     for img in images:

@@ -182,6 +182,11 @@ class TargetsSettings(_Strict):
     # PyTorch (precision) the generation is gated by [app] min_latent_snr_db / min_audio_snr_db.
     min_latent_snr_vs_x86_db: float = 20.0
     min_audio_snr_vs_x86_db: float = 20.0
+    # The web client: LiteRT.js in headless Chromium (stages/verify_web.py; `./dev env` installs it,
+    # `apt-get install chromium`), each model against this runtime (kernel drift) and one generation.
+    web: bool = True
+    web_min_snr_db: float = 20.0
+    web_timeout_s: int = Field(1800, gt=0)
 
     @model_validator(mode="before")
     @classmethod

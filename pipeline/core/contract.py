@@ -7,6 +7,7 @@ were and the file keeps its size. Re-packing through the schema's object API (`M
 is not an option: it breaks files whose buffers live after the flatbuffer ("Constant buffer N
 specified an out of range offset")."""
 import mmap
+from pathlib import Path
 
 import numpy as np
 
@@ -46,3 +47,44 @@ def _permute(path, kind, want, signature, vector) -> bool:
         return False
     vector[:] = order
     return True
+
+
+def cast_inputs(src, dst, contract: Contract):
+    """Write `src` to `dst` with every input the contract wants as int32 but the file takes as
+    int64 taken as int32 and cast to int64 inside the graph (a CAST op first), for clients whose
+    buffers hold no int64 (LiteRT.js: "Element type INT64 is not supported"). Same position, same
+    signature name. Re-packed through the schema's object API: for files whose buffers live inside
+    the flatbuffer (onnx2tf's conditioners; see the module doc for the others)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as fb
+    model = fb.ModelT.InitFromPackedBuf(bytearray(Path(src).read_bytes()), 0)
+    sig = model.signatureDefs[0]
+    graph = model.subgraphs[sig.subgraphIndex]
+    codes = [c.builtinCode for c in model.operatorCodes]
+    if fb.BuiltinOperator.CAST not in codes:
+        code = fb.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = fb.BuiltinOperator.CAST
+        code.version = 1
+        model.operatorCodes.append(code)
+        codes.append(fb.BuiltinOperator.CAST)
+    by_name = {t.name.decode(): t for t in sig.inputs}
+    for want in contract.inputs:
+        entry = by_name[want.name]
+        old = graph.tensors[entry.tensorIndex]
+        if want.dtype != "int32" or old.type != fb.TensorType.INT64:
+            continue
+        new = fb.TensorT()
+        new.shape, new.type, new.buffer, new.name = old.shape, fb.TensorType.INT32, 0, old.name + b"_int32"
+        graph.tensors.append(new)
+        index = len(graph.tensors) - 1
+        cast = fb.OperatorT()
+        cast.opcodeIndex, cast.inputs, cast.outputs = codes.index(fb.BuiltinOperator.CAST), [index], [entry.tensorIndex]
+        cast.builtinOptionsType = fb.BuiltinOptions.CastOptions
+        cast.builtinOptions = fb.CastOptionsT()
+        cast.builtinOptions.inDataType, cast.builtinOptions.outDataType = fb.TensorType.INT32, fb.TensorType.INT64
+        graph.operators.insert(0, cast)
+        graph.inputs = [index if i == entry.tensorIndex else i for i in graph.inputs]
+        entry.tensorIndex = index
+    builder = flatbuffers.Builder(Path(src).stat().st_size + (1 << 20))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    Path(dst).write_bytes(builder.Output())

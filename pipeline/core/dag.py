@@ -7,7 +7,7 @@ from .config import FileSource, Profile
 from .recipes import RECIPES
 from .stage import Stage
 from .toolchain import aarch64_versions
-from runtime.vocab import LAYOUTS, ROLES as MODELS, SPIECE, MANIFEST
+from runtime.vocab import LAYOUTS, MANIFEST, ROLES as MODELS, SPIECE, WEB_CONDITIONERS
 
 TORCH = ("torch", "safetensors")
 
@@ -66,7 +66,11 @@ def stages(p: Profile) -> list[Stage]:
     files = variant_files(p)
     c, d, a = p.conditioners, p.dit, p.autoencoder
     app_files = {m: o / "app" / f"{m}.tflite" for m in MODELS}  # the chosen variants (select_app)
+    chosen = o / "app" / "chosen.json"  # which they are: changes only when the set does
     parity = {m: rep / f"parity_{m}.json" for m in ("conditioners", "dit", "autoencoder")}
+    # What the PyTorch reference generation reads (stages/models/reference.py).
+    reference = {"cond_shard": shards["conditioners"], "dit_shard": shards["dit"], "decoder_shard": shards["decoder"],
+                 "t5_config": src["t5_config"], "t5_weights": src["t5_weights"], "spiece": src["spiece"]}
     table = []
     if not isinstance(p.source, FileSource):
         table.append(Stage(
@@ -140,16 +144,32 @@ def stages(p: Profile) -> list[Stage]:
         Stage("select_app", "Choose the app set: every combination of passing variants run end to end "
                             "against PyTorch; the best meeting [app]'s constraints",
               "select_app",
-              inputs={"cond_shard": shards["conditioners"], "dit_shard": shards["dit"], "decoder_shard": shards["decoder"],
-                      "t5_config": src["t5_config"], "t5_weights": src["t5_weights"], "spiece": src["spiece"],
-                      "source": facts, **{f"parity_{m}": f for m, f in parity.items()},
+              inputs={**reference, "source": facts, **{f"parity_{m}": f for m, f in parity.items()},
                       **{f"{m}/{v}": f for m, vs in files.items() for v, f in vs.items()}},
-              outputs={**app_files, "report": rep / "app.json", "timings": rep / "app_timings.json"},
+              outputs={**app_files, "chosen": chosen, "report": rep / "app.json", "timings": rep / "app_timings.json"},
               config={**p.app.model_dump(exclude={"bundle_variants"}), "pins": pins(p),
                       "prompts": c.prompts[:p.app.requests], "seconds": c.seconds[:p.app.requests],
                       "steps": p.generate.steps, "threads": 2},
               tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece")),
     ]
+    web_cond = o / "web" / WEB_CONDITIONERS
+    table.append(Stage(
+        "web_conditioners", "The app's conditioners for LiteRT.js: int32 ids and mask, cast to int64 in the graph",
+        "web_conditioners", inputs={"tflite": app_files["conditioners"]}, outputs={"tflite": web_cond},
+        tools=("ai-edge-litert", "flatbuffers")))
+    checks = []  # order-only: collect writes the bundle once these pass
+    if p.targets.web:
+        checks.append("verify_web")
+        table.append(Stage(
+            "verify_web", "Run the app set in LiteRT.js in headless Chromium (wasm): each model against this "
+                          "runtime, one generation against PyTorch",
+            "verify_web", inputs={**reference, "conditioners": web_cond, "dit": app_files["dit"],
+                                  "decoder": app_files["decoder"]},
+            outputs={"report": rep / "parity_web.json"},
+            config={"prompt": c.prompts[0], "seconds": c.seconds[0], "steps": p.generate.steps,
+                    "min_snr_db": p.targets.web_min_snr_db, "min_latent_snr_db": p.app.min_latent_snr_db,
+                    "min_audio_snr_db": p.app.min_audio_snr_db, "timeout_s": p.targets.web_timeout_s},
+            tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece")))
     verified_on = ["x86_64"]
     if p.targets.aarch64:
         verified_on.append("aarch64")
@@ -158,9 +178,7 @@ def stages(p: Profile) -> list[Stage]:
             "verify_aarch64", "Run the app set (and the other conditioners and decoders) on aarch64 LiteRT "
                               "kernels (emulated); gate against PyTorch",
             "verify_aarch64",
-            inputs={"cond_shard": shards["conditioners"], "dit_shard": shards["dit"], "decoder_shard": shards["decoder"],
-                    "t5_config": src["t5_config"], "t5_weights": src["t5_weights"], "spiece": src["spiece"],
-                    "source": facts, "app": rep / "app.json", **{f"app_{m}": f for m, f in app_files.items()},
+            inputs={**reference, "source": facts, "chosen": chosen, **{f"app_{m}": f for m, f in app_files.items()},
                     **{f"cond_{v}": files["conditioners"][v] for v in ("float32", "float16") if v in c.built},
                     **({f"decoder_{q}": f for q, f in files["decoder"].items()} if t.aarch64_decoders == "all" else {})},
             outputs={"report": rep / "parity_aarch64.json"},
@@ -182,16 +200,17 @@ def stages(p: Profile) -> list[Stage]:
     table.append(Stage(
         "collect", "Collect the app bundle (the app set, the other variants in variants/) and write manifest.json",
         "collect",
-        inputs={**{f"{m}/app": f for m, f in app_files.items()},
+        inputs={**{f"{m}/app": f for m, f in app_files.items()}, WEB_CONDITIONERS: web_cond,
                 **{f"{m}/{v}": f for m, vs in files.items() for v, f in vs.items()
                    if f"{m}/{v}" in names.values()},
                 SPIECE: src["spiece"], "source": facts, "app": rep / "app.json"},
         outputs={**{n: o / "bundle" / n for n in names}, SPIECE: o / "bundle" / SPIECE,
+                 WEB_CONDITIONERS: o / "bundle" / WEB_CONDITIONERS,
                  MANIFEST: o / "bundle" / MANIFEST},
         config={"profile": p.name, "steps": p.generate.steps, "verified_on": verified_on, "files": names,
-                "layout": p.app.layout},
+                "layout": p.app.layout, "web_verified": p.targets.web},
         tools=("ai-edge-litert",),
-        task_dep=("verify_aarch64",) if p.targets.aarch64 else ()))
+        task_dep=(*checks, *(("verify_aarch64",) if p.targets.aarch64 else ()))))
     return table
 
 

@@ -2,8 +2,6 @@
 shards and T5 folder) and the same noise: the build side's check of what the runtime made."""
 import time
 
-from runtime import ping_pong
-
 
 def generate(profile_path, req, noise):
     """(audio [channels, samples], final latent, seconds per stage: the keys generate.generate uses)."""
@@ -11,8 +9,7 @@ def generate(profile_path, req, noise):
     torch.set_num_threads(req.threads)
     from pipeline.core.config import load_profile
     from pipeline.core.dag import source_files
-    from runtime.tokenizer import Tokenizer
-    from stages.models import conditioners, decoder, dit
+    from stages.models.reference import Reference
 
     times = {}
     t0 = time.perf_counter()
@@ -23,25 +20,15 @@ def generate(profile_path, req, noise):
         if not f.is_file():
             raise OSError(f"{f}: not on disk (a restore from the build cache keeps it there): run "
                           f"`doit fetch profile={profile_path}`")
-    cond, example = conditioners.from_shard(shards / "conditioners.safetensors", src["t5_config"])
-    dit_model, _ = dit.from_shard(shards / "dit.safetensors")
-    decoder_model, _ = decoder.from_shard(shards / "decoder.safetensors")
-    tok = Tokenizer(src["spiece"], example[0].shape[1])
+    ref = Reference(shards / "conditioners.safetensors", src["t5_config"], shards / "dit.safetensors",
+                    shards / "decoder.safetensors", src["spiece"])
     times["load"] = time.perf_counter() - t0
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        ids, mask = tok(req.prompt)
-        cross, _, glob = cond(torch.from_numpy(ids), torch.from_numpy(mask), torch.tensor([req.seconds]))
-        times["conditioners"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
 
-        def velocity(x, t):
-            return dit_model(x, torch.tensor([t]), cross, glob)
-
+    def lap(stage):
+        nonlocal t0
+        times["dit_total" if stage == "dit" else stage] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        latent = ping_pong.sample(velocity, [torch.from_numpy(n) for n in noise], req.steps)
-        times["dit_total"] = time.perf_counter() - t0
-        times["dit_step"] = times["dit_total"] / req.steps
-        t0 = time.perf_counter()
-        audio = decoder_model(latent)
-        times["decoder"] = time.perf_counter() - t0
-    return audio[0].numpy(), latent.numpy(), times
+    audio, latent = ref.generate(req.prompt, req.seconds, noise, req.steps, lap)
+    times["dit_step"] = times["dit_total"] / req.steps
+    return audio, latent, times

@@ -207,7 +207,7 @@ def write_report(profile):
     bench = json.loads(bench_file.read_text()) if bench_file.is_file() else None
     cache = json.loads(stats_path(profile).read_text()) if stats_path(profile).is_file() else None
     s = sample(profile, out)
-    arm = out / "parity_aarch64.json"
+    arm, web = out / "parity_aarch64.json", out / "parity_web.json"
     app = app_with_timings(out)
     env = jinja2.Environment(autoescape=True)
     env.filters["num"] = _num
@@ -215,8 +215,10 @@ def write_report(profile):
         profile=profile.name, stages=[(st.name, st.doc, status[st.name], figures.get(st.name)) for st in stages(profile)],
         colours=COLOURS, sizes=sizes, toolchain=manifest["toolchain"], cache=cache,
         parity=[(r.stem[len("parity_"):], c) for r in sorted(out.glob("parity_*.json")) if r != arm
-                for c in json.loads(r.read_text())["checks"]],
+                for c in json.loads(r.read_text())["checks"] if r != web],
         aarch64=json.loads(arm.read_text()) if arm.is_file() and profile.targets.aarch64 else None,
+        web=json.loads(web.read_text()) if web.is_file() and profile.targets.web else None,
+        manifest_digest=xxhash.xxh3_128_hexdigest((profile.out / "bundle" / "manifest.json").read_bytes()),
         dag=inline_svg(render_dot(dag_dot(profile, status, figures), "svg")), audio=png(audio_figure(s)), sample=s,
         latency=png(latency_figure(bench)) if bench else None, bench=bench, stage_keys=STAGES,
         app=app, app_files=manifest["app"]["files"], pareto=png(pareto_figure(app)))
