@@ -35,7 +35,7 @@ class Request:
     seed: int = 0
     steps: int = 8
     threads: int = 2
-    # model ("conditioners", "dit", "decoder") → a bundle file or a variant (precision) of that
+    # role (runtime/vocab.py ROLES) → a bundle file or a variant (precision) of that
     # model in the bundle, instead of the app set's (manifest "app")
     variants: dict | None = None
 

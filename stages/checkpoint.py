@@ -14,10 +14,11 @@ from pipeline.core.model_config import CHECKPOINT_FILES, load_model_config
 from pipeline.core.atomic import write_json
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import file_digest
+from runtime.vocab import ROLES
 from stages.models import layout
 
 log = logging.getLogger("sao.checkpoint")
-SHARDED = ("conditioners", "dit", "decoder")
+SHARDED = ROLES
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -52,7 +52,7 @@ def run(inputs, outputs, config):
         "source": {"checkpoint": source["checkpoint"], "checkpoint_xxh3_128": source["checkpoint_xxh3_128"]},
         "files": files,
         "models": models,
-        "tokenizer": {"file": "spiece.model", "length": source["prompt_tokens"], "eos_id": 1, "pad_id": 0},
+        "tokenizer": {"file": SPIECE, "length": source["prompt_tokens"], "eos_id": 1, "pad_id": 0},
         "sampler": {"name": "ping_pong", "steps": steps, "schedule": [float(t) for t in ping_pong.schedule(steps)],
                     "latent_shape": [1, source["latent_channels"], source["latent_frames"]]},
         "audio": {"sample_rate": source["sample_rate"], "channels": source["audio_channels"],

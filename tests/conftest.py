@@ -1,4 +1,5 @@
 import atexit
+import fcntl
 import os
 import shutil
 import subprocess
@@ -15,6 +16,30 @@ DOIT = [sys.executable, "-m", "doit"]
 ARTIFACTS = Path(tempfile.mkdtemp(prefix="sao-litert-tests-"))
 os.environ["SAO_LITERT_ARTIFACTS"] = str(ARTIFACTS)
 atexit.register(shutil.rmtree, ARTIFACTS, True)
+# One file:// store of the project's own build cache for the whole run, shared by the xdist
+# workers (made by the controller before they start; a run without xdist makes its own): the
+# default profile is built once per run and restored everywhere else. Tests about building
+# (from scratch, incrementally, killed, on a cluster) build without it.
+RUN_CACHE = Path(os.environ.setdefault("SAO_LITERT_TEST_RUN_CACHE", tempfile.mkdtemp(prefix="sao-litert-run-")))
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist): the last one out
+        shutil.rmtree(RUN_CACHE, ignore_errors=True)
+
+
+def shared(env: dict | None = None) -> dict:
+    """The environment that builds through the run's shared cache, downloading every output (tests
+    read shards and inputs), under a lock: the first worker builds, the others restore."""
+    return {"SAO_LITERT_CACHE": RUN_CACHE.as_uri(), "SAO_LITERT_CACHE_MODE": "read-write",
+            "SAO_LITERT_CACHE_DOWNLOAD": "all", **(env or {})}
+
+
+def doit_shared(*args, **kwargs):
+    """`doit` through the run's shared cache, one worker at a time."""
+    with open(RUN_CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return doit(*args, env=shared(kwargs.pop("env", None)), **kwargs)
 
 
 def in_checkout(clone: Path) -> dict:
@@ -57,14 +82,14 @@ def executed(output: str) -> set[str]:
 @pytest.fixture(scope="session")
 def default_build():
     """The default profile, built (once per session) through its shards."""
-    doit("checkpoint")
+    doit_shared("checkpoint")
     return ARTIFACTS / "default"
 
 
 @pytest.fixture(scope="session")
 def default_bundle():
-    """The default profile built end to end (plain `doit`)."""
-    doit()
+    """The default profile built end to end (plain `doit`; built once per run, restored elsewhere)."""
+    doit_shared()
     return ARTIFACTS / "default"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import executed
+from conftest import REPO, executed
 from pipeline.core.toolchain import aarch64_userland
 from pipeline.tools.bench import checkout
 
@@ -69,3 +69,15 @@ def test_d_edit_in_an_imported_helper_reruns_the_stages_that_import_it(tree):
     assert {"autoencoder_reauthor", "verify_autoencoder"} <= ran
     assert ran <= {"autoencoder_reauthor", "autoencoder_convert", "verify_autoencoder", "select_app",
                    "verify_aarch64", "verify_web", "collect"}
+
+
+def test_names_are_spelled_once_in_the_vocabulary():
+    """The bundle's names (runtime/vocab.py) are spelled nowhere else in the code: the role triple,
+    the manifest's and the tokenizer's file names, the layouts' and the web client's file names."""
+    from runtime import vocab
+    names = {'"manifest.json"', '"spiece.model"', '("conditioners", "dit", "decoder")',
+             *(f'"{f}"' for layout in ("roles",) for f in vocab.LAYOUTS[layout].files.values()),
+             f'"{vocab.WEB_CONDITIONERS}"'}
+    found = [f"{p.relative_to(REPO)}: {n}" for folder in ("pipeline", "stages", "runtime")
+             for p in (REPO / folder).rglob("*.py") if p.name != "vocab.py" for n in names if n in p.read_text()]
+    assert found == []

@@ -95,7 +95,7 @@ def test_verify_autoencoder_fails_on_wrong_artifact(default_bundle, tmp_path):
     from pipeline.core.recipes import RECIPES
     bad = tmp_path / "autoencoder_model.tflite"  # an int8 decoder posing as the float32 one
     quantize.run({"tflite": default_bundle / "autoencoder/autoencoder_model.tflite"}, {"tflite": bad},
-                 {"recipe": "dynamic_int8", "entries": RECIPES["dynamic_int8"]})
+                 {"recipe": "dynamic_int8", "entries": RECIPES["dynamic_int8"], "role": "decoder"})
     with pytest.raises(ParityError, match="float32 rel. max-abs error"):
         verify_autoencoder.run({"shard": default_bundle / "shards/decoder.safetensors", "tflite": bad},
                                {"report": tmp_path / "r.json"}, _config("verify_autoencoder"))

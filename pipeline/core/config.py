@@ -7,6 +7,8 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from runtime.vocab import SPIECE
+
 from .errors import InputError, pydantic_error
 from .hf import locate
 from .model_config import CHECKPOINT_FILES, read_text
@@ -32,7 +34,7 @@ class SyntheticSource(_Strict):
     preset: Literal["tiny", "real"] = "tiny"
 
 
-T5_FILES = ("config.json", "model.safetensors", "spiece.model")
+T5_FILES = ("config.json", "model.safetensors", SPIECE)
 
 
 class FileSource(_Strict):

@@ -18,11 +18,11 @@ def source_files(p: Profile) -> dict[str, Path]:
         s = p.source
         return {"model_config": s.model_config_json, "checkpoint": s.checkpoint,
                 "t5_config": s.t5_dir / "config.json", "t5_weights": s.t5_dir / "model.safetensors",
-                "spiece": s.t5_dir / "spiece.model"}
+                "spiece": s.t5_dir / SPIECE}
     d = p.out / "inputs"
     return {"model_config": d / "model_config.json", "checkpoint": d / "model.ckpt",
             "t5_config": d / "t5" / "config.json", "t5_weights": d / "t5" / "model.safetensors",
-            "spiece": d / "t5" / "spiece.model"}
+            "spiece": d / "t5" / SPIECE}
 
 
 PREFIX = {"conditioners": "conditioners", "dit": "dit", "decoder": "autoencoder"}
@@ -60,7 +60,7 @@ def _quantize(name: str, doc: str, src: Path, dst: Path, recipe: str, role: str)
 def stages(p: Profile) -> list[Stage]:
     src = source_files(p)
     o = p.out
-    shards = {k: o / "shards" / f"{k}.safetensors" for k in ("conditioners", "dit", "decoder")}
+    shards = {k: o / "shards" / f"{k}.safetensors" for k in MODELS}
     facts = o / "shards" / "source.json"  # checkpoint hash + audio facts, for the manifest
     cond, dit, ae, rep = o / "conditioners", o / "dit", o / "autoencoder", o / "reports"
     files = variant_files(p)

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from runtime.vocab import MANIFEST
 from pipeline.core.atomic import write_json
 from pipeline.core.config import DEFAULT_PROFILE, REPO, artifacts_root, load_profile
 from pipeline.core.log import read_records
@@ -67,14 +68,23 @@ def _sample_total_rss(proc) -> int:
     return top
 
 
+# What `./dev env` sets up in a clone beside its files (ignored by git): linked, not made again.
+SET_UP = (".aarch64", "clients/web/node_modules")
+
+
 def checkout(dst: Path) -> Path:
-    """A copy of this working tree (tracked and untracked-but-not-ignored files), like a clone."""
+    """A copy of this working tree (tracked and untracked-but-not-ignored files), like a clone,
+    with this checkout's aarch64 userland and LiteRT.js linked in as `./dev env` would make them."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
                            stdout=subprocess.PIPE).stdout.decode().split("\0")
     for f in filter(None, files):
         if (REPO / f).is_file():
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, dst / f)
+    for d in SET_UP:
+        if (REPO / d).is_dir():
+            (dst / d).parent.mkdir(parents=True, exist_ok=True)
+            (dst / d).symlink_to(REPO / d)
     return dst
 
 
@@ -90,8 +100,8 @@ def cache_restore(profile_file: Path, built_out: Path, cache_env: dict, download
                         env={**cache_env, "SAO_LITERT_CACHE_DOWNLOAD": download})
         out = clone / "artifacts" / built_out.name
         stats = json.loads((out / "logs" / "last_build.json").read_text())
-        same = (json.loads((out / "bundle" / "manifest.json").read_text())["files"]
-                == json.loads((built_out / "bundle" / "manifest.json").read_text())["files"])
+        same = (json.loads((out / "bundle" / MANIFEST).read_text())["files"]
+                == json.loads((built_out / "bundle" / MANIFEST).read_text())["files"])
     return {"download": download, "seconds": seconds, **peak, "hits": stats["hits"], "misses": stats["misses"],
             "bytes_down": stats["bytes_down"], "bytes_left_in_cache": stats["bytes_left_in_cache"],
             "bundle_equal": same}
@@ -217,7 +227,7 @@ def model_latency(profile_path: Path, threads=2, warm_runs=3) -> dict:
     from stages.models.decoder import from_shard as build
     torch.set_num_threads(threads)
     out_dir = load_profile(profile_path).out
-    manifest = json.loads((out_dir / "bundle" / "manifest.json").read_text())
+    manifest = json.loads((out_dir / "bundle" / MANIFEST).read_text())
     model, example = build(out_dir / "shards" / "decoder.safetensors")
     rng = np.random.default_rng(7)
     latent = rng.standard_normal(example["latent"].shape).astype(np.float32)
@@ -327,7 +337,7 @@ def main(argv):
                   "models": model_latency(copy),
                   "app": app_set(bench.out),
                   "sizes_bytes": {**{k: v["bytes"] for k, v in
-                                     json.loads((bench.out / "bundle" / "manifest.json").read_text())["files"].items()},
+                                     json.loads((bench.out / "bundle" / MANIFEST).read_text())["files"].items()},
                                   "dit_float32.tflite (not bundled)": (bench.out / "dit" / "dit_float32.tflite").stat().st_size}}
         write_json(bench.out / "reports" / "bench.json", result)
         log.info("build report …")

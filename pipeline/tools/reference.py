@@ -9,13 +9,14 @@ def generate(profile_path, req, noise):
     torch.set_num_threads(req.threads)
     from pipeline.core.config import load_profile
     from pipeline.core.dag import source_files
+    from runtime.vocab import ROLES
     from stages.models.reference import Reference
 
     times = {}
     t0 = time.perf_counter()
     profile = load_profile(profile_path)
     src, shards = source_files(profile), profile.out / "shards"
-    for f in [*(shards / f"{k}.safetensors" for k in ("conditioners", "dit", "decoder")),
+    for f in [*(shards / f"{k}.safetensors" for k in ROLES),
               *(src[k] for k in ("t5_config", "t5_weights", "spiece"))]:
         if not f.is_file():
             raise OSError(f"{f}: not on disk (a restore from the build cache keeps it there): run "

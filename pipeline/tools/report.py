@@ -23,6 +23,7 @@ import xxhash
 
 from pipeline.cache import remote
 from pipeline.cache.client import stats_path
+from runtime.vocab import MANIFEST
 from pipeline.core.atomic import write_bytes
 from pipeline.core.config import load_profile
 from pipeline.core.dag import stages
@@ -197,7 +198,7 @@ def write_report(profile):
     import jinja2
     out = profile.out / "reports"
     status, figures = statuses(profile), stage_figures(profile.out)
-    manifest = json.loads((profile.out / "bundle" / "manifest.json").read_text())
+    manifest = json.loads((profile.out / "bundle" / MANIFEST).read_text())
     sizes = {k: v["bytes"] for k, v in manifest["files"].items()}
     fp32 = profile.out / "dit" / "dit_float32.tflite"
     kept = remote.registry(profile.out).get(fp32)  # left in the cache by a restore
@@ -218,7 +219,7 @@ def write_report(profile):
                 for c in json.loads(r.read_text())["checks"] if r != web],
         aarch64=json.loads(arm.read_text()) if arm.is_file() and profile.targets.aarch64 else None,
         web=json.loads(web.read_text()) if web.is_file() and profile.targets.web else None,
-        manifest_digest=xxhash.xxh3_128_hexdigest((profile.out / "bundle" / "manifest.json").read_bytes()),
+        manifest_digest=xxhash.xxh3_128_hexdigest((profile.out / "bundle" / MANIFEST).read_bytes()),
         dag=inline_svg(render_dot(dag_dot(profile, status, figures), "svg")), audio=png(audio_figure(s)), sample=s,
         latency=png(latency_figure(bench)) if bench else None, bench=bench, stage_keys=STAGES,
         app=app, app_files=manifest["app"]["files"], pareto=png(pareto_figure(app)))
