@@ -57,8 +57,8 @@ def strict_json(obj) -> str:
         if isinstance(x, float) and not math.isfinite(x):
             found[at] = "nan" if math.isnan(x) else ("+inf" if x > 0 else "-inf")
             return None
-        if isinstance(x, dict):
-            return {k: clean(v, f"{at}/{k}") for k, v in x.items()}
+        if isinstance(x, dict):  # JSON pointers (RFC 6901): "~" and "/" in a key escaped
+            return {k: clean(v, f"{at}/{k.replace('~', '~0').replace('/', '~1')}") for k, v in x.items()}
         if isinstance(x, (list, tuple)):
             return [clean(v, f"{at}/{i}") for i, v in enumerate(x)]
         return x
@@ -66,3 +66,15 @@ def strict_json(obj) -> str:
     if found and isinstance(obj, dict):
         obj["non_finite"] = found
     return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def read_json(path) -> dict:
+    """A JSON file strict_json wrote, with each `non_finite` value put back (null → +inf, …)."""
+    obj = json.loads(Path(path).read_text())
+    for pointer, value in (obj.pop("non_finite", None) or {}).items():
+        *parents, last = (k.replace("~1", "/").replace("~0", "~") for k in pointer.split("/")[1:])
+        node = obj
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        node[int(last) if isinstance(node, list) else last] = float(value)
+    return obj

@@ -15,6 +15,7 @@ from pipeline.core.atomic import write_json
 from pipeline.core.hashing import file_digest
 from runtime import ping_pong
 from runtime.client import require_contract
+from runtime.files import read_json
 from runtime.generate import WEIGHT_CACHE
 from runtime.litert import Model
 from runtime.vocab import LAYOUTS, MANIFEST, ROLES, SPIECE, WEB_CLIENT, WEB_CONDITIONERS, WEB_CONTRACTS
@@ -26,7 +27,7 @@ TOOLCHAIN = ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "on
 
 def run(inputs, outputs, config):
     source = json.loads(inputs["source"].read_text())
-    app = json.loads(inputs["app"].read_text())
+    app = read_json(inputs["app"])
     roles = {**config["files"], SPIECE: SPIECE, WEB_CONDITIONERS: WEB_CONDITIONERS}
     layout = LAYOUTS[config["layout"]]
     files, models, app_files = {}, {}, {}

@@ -20,7 +20,6 @@ gates by name in float32 but not as that client runs it is never chosen.
 
 A variant the profile pins that failed its gate fails the build here; no combination meeting
 the constraints fails it with the closest ones found."""
-import json
 import logging
 import shutil
 import statistics
@@ -31,6 +30,7 @@ from pathlib import Path
 from pipeline.core.atomic import write_json
 from pipeline.core.parity import ParityError
 from runtime import client, ping_pong
+from runtime.files import read_json
 from runtime.litert import Model
 from runtime.parity import metrics
 from runtime.vocab import FORCE_FP16, LAYOUTS, ROLES as MODELS
@@ -45,7 +45,7 @@ def run(inputs, outputs, config):
     files = {m: {k.split("/", 1)[1]: Path(f) for k, f in inputs.items() if k.startswith(f"{m}/")} for m in MODELS}
     variants, pins = {}, config["pins"]
     for m in MODELS:
-        report = json.loads(Path(inputs[REPORT[m]]).read_text())
+        report = read_json(inputs[REPORT[m]])
         variants[m] = {}
         for v, f in files[m].items():
             verdict = report["variants"].get(v, {"pass": report["pass"]})

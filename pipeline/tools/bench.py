@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from runtime.files import read_json
 from runtime.vocab import MANIFEST
 from pipeline.core.atomic import write_json
 from pipeline.core.config import DEFAULT_PROFILE, REPO, artifacts_root, load_profile
@@ -207,7 +208,7 @@ def first_generation(profile_path: Path, threads=2) -> dict:
                             "warm analog synth pad", "--threads", str(threads), "--out", str(Path(tmp) / "x.wav"),
                             "--reference", str(profile_path), "--report", str(report)],
                            cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-            r = json.loads(report.read_text())
+            r = read_json(report)
             lite, ref = (sum(t[k] for k in ("load", "conditioners", "dit_total", "decoder"))
                          for t in (r["times_s"], r["reference_times_s"]))
             result[run] = {"litert_s": lite, "pytorch_s": ref, "litert_over_pytorch": lite / ref,
@@ -272,8 +273,8 @@ def model_latency(profile_path: Path, threads=2, warm_runs=3) -> dict:
 def app_with_timings(reports: Path) -> dict:
     """select_app's facts (app.json) with this build's timings (app_timings.json) merged in, for
     people: the report page and the bench."""
-    app = json.loads((reports / "app.json").read_text())
-    timed = json.loads((reports / "app_timings.json").read_text())
+    app = read_json(reports / "app.json")
+    timed = read_json(reports / "app_timings.json")
     app["figures"] |= timed["figures"]
     for m, vs in app["variants"].items():
         for v, fig in vs.items():
@@ -330,7 +331,7 @@ def main(argv):
                                  "peak_total_rss_mb": build_peak["peak_total_rss_mb"], "stages": stages},
                   "dask": dask,
                   "cache_restore": restore,
-                  "parity": {r.stem: {c["check"]: c["value"] for c in json.loads(r.read_text())["checks"]}
+                  "parity": {r.stem: {c["check"]: c["value"] for c in read_json(r)["checks"]}
                              for r in sorted((bench.out / "reports").glob("parity_*.json"))},
                   "latency": latency(copy),
                   "first_generation": first_generation(copy),
