@@ -5,8 +5,9 @@ runs this module under emulation; pipeline/… never runs in that process).
 WORK/request.json: {"bundle", "threads", "invokes": [{"id", "model", "inputs": {name: npz key},
 "xnnpack_flags"}], "generate": {"files": {role: file in bundle}, "layout", "prompt", "seconds",
 "steps", "noise": [npz keys]} or null}; WORK/inputs.npz holds the arrays. The generation is the
-layout's client flow (runtime/client.py: the Arm app's, tensors by position, its XNNPACK flags). Writes WORK/outputs.npz ("<id>/<output>", and
-"generate/latent", "generate/audio") and WORK/result.json: the machine as this process sees it,
+layout's client flow (runtime/client.py: the Arm app's, tensors by position, its XNNPACK flags).
+Writes WORK/outputs.npz ("<id>/<output>", and "generate/latent", "generate/audio") and
+WORK/result.json: the machine as this process sees it,
 the runtime's versions and the seconds each part took (an invoke of the model the one before it
 ran reuses that load: order invokes by model)."""
 import json

@@ -66,12 +66,13 @@ def run(inputs, outputs, config):
                              for m, vs in app["variants"].items()}},
         # Who loads what, by position: the app set's clients (runtime/vocab.py).
         "clients": {"app": {"client": layout.client, "files": app_files, "xnnpack_flags": layout.xnnpack_flags},
-                    "web": {"client": WEB_CLIENT, "verified": config["web_verified"],
+                    "web": {"client": WEB_CLIENT,
                             "files": {**app_files, "conditioners": WEB_CONDITIONERS},
                             "contracts": {m: c.rows() for m, c in WEB_CONTRACTS.items()}}},
         "toolchain": toolchain.versions(TOOLCHAIN),
         # Every gate of these architectures passed before this bundle was written (verify_*).
         "verified_on": config["verified_on"],
+        "verified_in_web": config["web_verified"],  # verify_web passed: LiteRT.js in a browser
     }
     write_json(outputs[MANIFEST], manifest)
     _remove_stale(outputs)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import ARTIFACTS, NO_AARCH64, REPO, doit, executed, write_profile
+from conftest import ARTIFACTS, NO_AARCH64, REPO, doit, executed, shared, write_profile
 from pipeline.core.config import load_profile
 from pipeline.core.errors import InputError
 from runtime.files import xxh3_128
@@ -38,7 +38,7 @@ def body(mixed_gate=10.0, **extra) -> str:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     profile = write_profile(tmp_path_factory.mktemp("app"), "appset", body())
-    first = doit(profile=profile)
+    first = doit(profile=profile, env=shared())  # what it shares with the default: restored from the run's cache
     out = ARTIFACTS / "appset"
     yield {"profile": profile, "out": out, "first": first.stdout, "tmp": tmp_path_factory.mktemp("wav")}
     shutil.rmtree(out, ignore_errors=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ARTIFACTS, doit, executed, files_source
+from conftest import ARTIFACTS, doit, executed, files_source, shared
 from pipeline.core.hashing import file_digest
 
 DIT_KEY = "model.model.transformer.layers.1.ff.ff.2.bias"
@@ -28,7 +28,7 @@ def built(tmp_path_factory, default_build):
         shutil.copytree(keep, model)
         profile.write_text(text)
     pristine()
-    doit(profile=profile)
+    doit(profile=profile, env=shared())  # the default's stages: restored from the run's cache
     out = ARTIFACTS / "badin"
     yield {"profile": profile, "model": model, "pristine": pristine, "out": out, "built": _artifacts(out)}
     shutil.rmtree(ARTIFACTS / "badin", ignore_errors=True)

@@ -203,3 +203,18 @@ def test_verify_lists_corrupt_and_missing_blobs_and_repair_removes_their_entries
     assert sorted(store.listing("ac")) == ["a", "b"]  # not repaired: nothing removed
     maintenance.verify(store, repair=True)
     assert store.listing("ac") == {} and bad not in store.listing("cas")
+
+
+def test_an_entry_answers_only_the_lookup_it_was_written_for(tmp_path):
+    """A (validly signed) entry copied to another action key, or naming another stage or other
+    outputs, is not used for this lookup: a replay or a rollback is a miss."""
+    from types import SimpleNamespace
+    from pipeline.cache import entries
+    stage = SimpleNamespace(name="collect", outputs={"manifest.json": tmp_path / "m", "spiece.model": tmp_path / "s"})
+    key = SimpleNamespace(action="k-now")
+    good = {"key": "k-now", "stage": "collect", "outputs": {"manifest.json": {}, "spiece.model": {}}}
+    assert entries.unbound(stage, key, good) is None
+    assert "another action key ('k-old')" in entries.unbound(stage, key, {**good, "key": "k-old"})
+    assert "stage 'dit_quantize'" in entries.unbound(stage, key, {**good, "stage": "dit_quantize"})
+    assert "not this stage's" in entries.unbound(stage, key, {**good, "outputs": {"manifest.json": {}}})
+    assert "malformed" in entries.unbound(stage, key, [])

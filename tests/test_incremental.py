@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import ARTIFACTS, DIT_CHAIN, doit, edit_dit_tensor, executed, files_source
+from conftest import ARTIFACTS, DIT_CHAIN, doit, edit_dit_tensor, executed, files_source, shared
 from pipeline.core.hashing import file_digest
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def built(tmp_path_factory, default_build):
     head = files_source(model)
     profile.write_text(head)
     shutil.rmtree(ARTIFACTS / name, ignore_errors=True)
-    out = doit(profile=profile).stdout
+    out = doit(profile=profile, env=shared()).stdout  # the default's stages: restored from the run's cache
     assert "collect" in executed(out)
     yield {"profile": profile, "head": head, "model": model, "out": ARTIFACTS / name}
     shutil.rmtree(ARTIFACTS / name, ignore_errors=True)

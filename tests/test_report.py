@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import xxhash
 
-from conftest import ARTIFACTS, DIT_CHAIN, REPO, doit, edit_dit_tensor, executed, files_profile
+from conftest import ARTIFACTS, DIT_CHAIN, REPO, doit, edit_dit_tensor, executed, files_profile, shared
 from pipeline.core.config import load_profile
 from pipeline.core.dag import stages
 from pipeline.tools.report import SAMPLE
@@ -86,7 +86,7 @@ def test_c_plotted_waveform_is_the_wav_generate_writes(report, default_bundle, t
 
 def test_b_report_marks_exactly_the_stages_that_ran(tmp_path, default_build, scratch_profile):
     profile, model = files_profile(tmp_path, default_build, scratch_profile)
-    doit(profile=profile)
+    doit(profile=profile, env=shared())  # the default's stages: restored from the run's cache
     edit_dit_tensor(model / "model.ckpt")
     ran = executed(doit(profile=profile).stdout)
     assert ran == {"checkpoint", *DIT_CHAIN, "collect"}

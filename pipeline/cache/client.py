@@ -110,6 +110,9 @@ class Cache:
         t0 = time.perf_counter()
         try:
             found = entries.find(self.store(), stage, key)
+            if found is not None and (why := entries.unbound(stage, *found)):
+                self._unusable(stage, why)
+                return None
             if found is not None and self.trusted and (why := signing.check(found[1], self.trusted)):
                 self._unusable(stage, f"entry not signed by a trusted key ({why})")
                 return None

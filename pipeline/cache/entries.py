@@ -33,6 +33,22 @@ def find(store: Store, stage, key: StageKey) -> tuple[StageKey, dict] | None:
     return None
 
 
+def unbound(stage, key: StageKey, entry: dict) -> str | None:
+    """Why `entry`, found at ac/<key.action>.json, does not answer that lookup, or None. A signed
+    entry stays valid wherever it is copied: one written for another action key (another
+    profile's build, or this stage's older inputs: a rollback) or another stage, copied here by
+    anyone who may write the store, must be a miss, not another model's bundle."""
+    if not isinstance(entry, dict):
+        return f"entry ac/{key.action}.json is malformed"
+    if entry.get("key") != key.action:
+        return f"entry ac/{key.action}.json answers another action key ({entry.get('key')!r}): a replayed entry"
+    if entry.get("stage") != stage.name:
+        return f"entry ac/{key.action}.json is stage {entry.get('stage')!r}'s: a replayed entry"
+    if not isinstance(entry.get("outputs"), dict) or set(entry["outputs"]) != set(stage.outputs):
+        return f"entry ac/{key.action}.json names outputs {sorted(entry.get('outputs') or {})}, not this stage's"
+    return None
+
+
 def files(stage, log_file) -> dict:
     """role → path of everything an entry names: the outputs, the log and the record."""
     return {**stage.outputs, "log": log_file, "record": record_of(log_file)}

@@ -53,11 +53,17 @@ def cast_inputs(src, dst, contract: Contract):
     """Write `src` to `dst` with every input the contract wants as int32 but the file takes as
     int64 taken as int32 and cast to int64 inside the graph (a CAST op first), for clients whose
     buffers hold no int64 (LiteRT.js: "Element type INT64 is not supported"). Same position, same
-    signature name. Re-packed through the schema's object API: for files whose buffers live inside
-    the flatbuffer (onnx2tf's conditioners; see the module doc for the others)."""
+    signature name. Re-packed through the schema's object API, with every buffer stored after the
+    flatbuffer (the quantizer writes them so; packing those as they are breaks the file: see the
+    module doc) moved inside it: for files under flatbuffers' 2 GB, as the conditioners are."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as fb
-    model = fb.ModelT.InitFromPackedBuf(bytearray(Path(src).read_bytes()), 0)
+    raw = bytearray(Path(src).read_bytes())
+    model = fb.ModelT.InitFromPackedBuf(raw, 0)
+    for buffer in model.buffers:
+        if buffer.offset > 1:  # (offset, size) into the file, after the flatbuffer
+            buffer.data = np.frombuffer(raw, np.uint8, buffer.size, buffer.offset)
+            buffer.offset = buffer.size = 0
     sig = model.signatureDefs[0]
     graph = model.subgraphs[sig.subgraphIndex]
     codes = [c.builtinCode for c in model.operatorCodes]

@@ -3,11 +3,12 @@ tools. doit infers the edges from matching output → input paths; each stage's 
 are recorded when it runs (pipeline/core/keys.py), never listed here."""
 from pathlib import Path
 
+from runtime.vocab import LAYOUTS, MANIFEST, ROLES as MODELS, SPIECE, WEB_CONDITIONERS
+
 from .config import FileSource, Profile
 from .recipes import RECIPES
 from .stage import Stage
 from .toolchain import aarch64_versions
-from runtime.vocab import LAYOUTS, MANIFEST, ROLES as MODELS, SPIECE, WEB_CONDITIONERS
 
 TORCH = ("torch", "safetensors")
 

@@ -35,6 +35,10 @@ MEASURED = {
     # real-random with every variant (plain doit, one request; conditioners_quantize: its largest
     # row, tiny figure borrowed from dit_quantize)
     "conditioners_quantize": (93, 863, 1.1), "select_app": (461, 3639, 245.9),
+    # tiny figures measured (`./dev build`, default profile); the real-size ones are NOT measured yet,
+    # estimated from the files they hold (web_conditioners: the 440 MB conditioners read and packed
+    # again; verify_web: the PyTorch reference as select_app's plus Chromium holding the app set).
+    "web_conditioners": (51, 1500, 5.0), "verify_web": (462, 6000, 60.0),
 }
 _LARGEST = tuple(max(v[i] for v in MEASURED.values()) for i in range(3))  # a stage not measured yet
 # Checkpoint + T5 weight bytes of the two presets those figures were measured on.
