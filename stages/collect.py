@@ -64,15 +64,14 @@ def run(inputs, outputs, config):
                 "pins": app["pins"], "figures": app["figures"],
                 "variants": {m: {v: {"bundled_as": bundled.get((m, v)), **fig} for v, fig in vs.items()}
                              for m, vs in app["variants"].items()}},
-        # Who loads what, by position: the app set's clients (runtime/vocab.py).
+        # Who loads what, by position: the app set's clients (runtime/vocab.py); the web client's
+        # with [targets] web, whose check (verify_web) passed before this bundle was written.
         "clients": {"app": {"client": layout.client, "files": app_files, "xnnpack_flags": layout.xnnpack_flags},
-                    "web": {"client": WEB_CLIENT,
-                            "files": {**app_files, "conditioners": WEB_CONDITIONERS},
-                            "contracts": {m: c.rows() for m, c in WEB_CONTRACTS.items()}}},
+                    **({"web": {"client": WEB_CLIENT, "files": {**app_files, "conditioners": WEB_CONDITIONERS},
+                                "contracts": {m: c.rows() for m, c in WEB_CONTRACTS.items()}}} if config["web"] else {})},
         "toolchain": toolchain.versions(TOOLCHAIN),
         # Every gate of these architectures passed before this bundle was written (verify_*).
         "verified_on": config["verified_on"],
-        "verified_in_web": config["web_verified"],  # verify_web passed: LiteRT.js in a browser
     }
     write_json(outputs[MANIFEST], manifest)
     _remove_stale(outputs)

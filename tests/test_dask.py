@@ -21,7 +21,7 @@ from pipeline.cluster.worker import EVENT_TOPIC
 
 STAGES = {"synth", "checkpoint", "conditioners_onnx", "conditioners_tflite", "verify_conditioners", "dit_reauthor",
           "dit_convert", "dit_quantize", "verify_dit", "autoencoder_reauthor", "autoencoder_convert",
-          "verify_autoencoder", "select_app", "web_conditioners", "collect"}
+          "verify_autoencoder", "select_app", "collect"}
 SYNTHETIC = '[source]\nkind = "synthetic"\nseed = 0\n' + NO_AARCH64
 
 

@@ -112,7 +112,7 @@ def test_remaining_chain_follows_the_dag(tmp_path):
     m = {k: v[2] for k, v in resources.MEASURED.items()}
     assert rest["collect"] == m["collect"]
     assert rest["autoencoder_convert"] == pytest.approx(m["autoencoder_convert"] + m["verify_autoencoder"] + m["select_app"]
-                                                        + m["web_conditioners"] + m["collect"])
+                                                        + m["collect"])
     assert rest["synth"] == max(rest.values())
 
 

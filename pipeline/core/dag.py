@@ -153,14 +153,15 @@ def stages(p: Profile) -> list[Stage]:
                       "steps": p.generate.steps, "threads": 2},
               tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece")),
     ]
-    web_cond = o / "web" / WEB_CONDITIONERS
-    table.append(Stage(
-        "web_conditioners", "The app's conditioners for LiteRT.js: int32 ids and mask, cast to int64 in the graph",
-        "web_conditioners", inputs={"tflite": app_files["conditioners"]}, outputs={"tflite": web_cond},
-        tools=("ai-edge-litert", "flatbuffers")))
-    checks = []  # order-only: collect writes the bundle once these pass
+    checks, web = [], {}  # collect's order-only dependencies; the web client's file: bundle name → artifact
     if p.targets.web:
+        web_cond = o / "web" / WEB_CONDITIONERS
+        web[WEB_CONDITIONERS] = web_cond
         checks.append("verify_web")
+        table.append(Stage(
+            "web_conditioners", "The app's conditioners for LiteRT.js: int32 ids and mask, cast to int64 in the graph",
+            "web_conditioners", inputs={"tflite": app_files["conditioners"]}, outputs={"tflite": web_cond},
+            tools=("ai-edge-litert", "flatbuffers")))
         table.append(Stage(
             "verify_web", "Run the app set in LiteRT.js in headless Chromium (wasm): each model against this "
                           "runtime, one generation against PyTorch",
@@ -201,15 +202,15 @@ def stages(p: Profile) -> list[Stage]:
     table.append(Stage(
         "collect", "Collect the app bundle (the app set, the other variants in variants/) and write manifest.json",
         "collect",
-        inputs={**{f"{m}/app": f for m, f in app_files.items()}, WEB_CONDITIONERS: web_cond,
+        inputs={**{f"{m}/app": f for m, f in app_files.items()}, **web,
                 **{f"{m}/{v}": f for m, vs in files.items() for v, f in vs.items()
                    if f"{m}/{v}" in names.values()},
                 SPIECE: src["spiece"], "source": facts, "app": rep / "app.json"},
         outputs={**{n: o / "bundle" / n for n in names}, SPIECE: o / "bundle" / SPIECE,
-                 WEB_CONDITIONERS: o / "bundle" / WEB_CONDITIONERS,
+                 **{n: o / "bundle" / n for n in web},
                  MANIFEST: o / "bundle" / MANIFEST},
         config={"profile": p.name, "steps": p.generate.steps, "verified_on": verified_on, "files": names,
-                "layout": p.app.layout, "web_verified": p.targets.web},
+                "layout": p.app.layout, "web": p.targets.web},
         tools=("ai-edge-litert",),
         task_dep=(*checks, *(("verify_aarch64",) if p.targets.aarch64 else ()))))
     return table
