@@ -50,8 +50,9 @@ def run(inputs, outputs, config):
         raise InputError(None, "targets.web", "no Chromium on this machine (apt-get install chromium), or set "
                          "[targets] web = false to build without this check")
     version = json.loads(runtime_js.read_text())["version"]
-    for m in ROLES:  # by position first: a broken order is one line, not a crash in the browser
-        client.require_contract(Model(inputs[m]), m, inputs[m], WEB_CLIENT, WEB_CONTRACTS)
+    models = {m: Model(inputs[m]) for m in ROLES}  # this runtime on x86, the web's reference
+    for m, model in models.items():  # by position first: a broken order is one line, not a crash in the browser
+        client.require_contract(model, m, inputs[m], WEB_CLIENT, WEB_CONTRACTS)
     ref = Reference(inputs["cond_shard"], inputs["t5_config"], inputs["dit_shard"], inputs["decoder_shard"],
                     inputs["spiece"])
     prompt, seconds, steps = config["prompt"], config["seconds"], config["steps"]
@@ -64,7 +65,7 @@ def run(inputs, outputs, config):
              "dit": dit_case,
              "decoder": {"latent": g.standard_normal(ref.latent_shape).astype(np.float32)}}
     feeds = {m: [named[m][t.name] for t in WEB_CONTRACTS[m].inputs] for m in ROLES}  # by position
-    x86 = {m: Model(inputs[m]).by_position(*feeds[m]) for m in ROLES}
+    x86 = {m: models[m].by_position(*feeds[m]) for m in ROLES}
     noise = ping_pong.noises(0, ref.latent_shape, steps)
     ref_audio, ref_latent = ref.generate(prompt, seconds, noise, steps)
 
