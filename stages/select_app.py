@@ -12,8 +12,8 @@ to app/chosen.json (what the client checks read). The report (reports/app.json, 
 holds facts only: every variant's and every combination's bytes, gate verdicts and SNRs (to
 0.01 dB), and the choice, so a re-run with the same inputs writes the same bytes and stops the
 chain there. The timings, each gate check's value and the Pareto front over bytes and warm
-seconds among the sets meeting the SNR constraints go to reports/app_timings.json, which no
-stage reads.
+seconds among the sets meeting the SNR constraints are measurements: they go to the stage's
+record (logs/select_app.json, "measured"), which no stage reads.
 
 Combinations run as the layout's client runs them (runtime/client.py): the Arm app addresses
 tensors by position and runs the decoder with XNNPACK's FORCE_FP16, so a set that holds its
@@ -29,6 +29,7 @@ from itertools import product
 from pathlib import Path
 
 from pipeline.core.atomic import write_json
+from pipeline.core.log import measure
 from pipeline.core.parity import ParityError
 from runtime import client, ping_pong
 from runtime.files import read_json
@@ -45,7 +46,7 @@ SECTION = {"conditioners": "conditioners", "dit": "dit", "decoder": "autoencoder
 def run(inputs, outputs, config):
     files = {m: {k.split("/", 1)[1]: Path(f) for k, f in inputs.items() if k.startswith(f"{m}/")} for m in MODELS}
     variants, pins = {}, config["pins"]
-    # Every gate check's value, for people (app_timings.json): two builds need not agree on a
+    # Every gate check's value, for people (the record): two builds need not agree on a
     # float32 file's 1e-6 error, and what collect reads must be the same bytes for the same inputs.
     timings = {m: {v: {} for v in vs} for m, vs in files.items()}
     for m in MODELS:
@@ -119,9 +120,8 @@ def run(inputs, outputs, config):
         "steps": steps, "threads": config["threads"], "chosen": chosen["models"],
         "figures": {k: chosen[k] for k in ("bytes", "latent_snr_db", "audio_snr_db")},
         "variants": variants, "combinations": [x for x, _ in ranked]})
-    write_json(outputs["timings"], {
-        "figures": {k: chosen_times[k] for k in ("warm_s", "first_s")},
-        "variants": timings, "combinations": [tx for _, tx in ranked]})
+    measure("app", {"figures": {k: chosen_times[k] for k in ("warm_s", "first_s")},
+                    "variants": timings, "combinations": [tx for _, tx in ranked]})
 
 
 def _fact(snr_db: float) -> float:

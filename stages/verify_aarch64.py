@@ -27,6 +27,7 @@ import torch
 from pipeline.core import toolchain
 from pipeline.core.errors import InputError
 from pipeline.core.atomic import write_json
+from pipeline.core.log import measure
 from pipeline.core.parity import ParityError
 from runtime import client, ping_pong
 from runtime.litert import Model
@@ -142,7 +143,8 @@ def run(inputs, outputs, config):
     report = {"machine": result["machine"], "runtime": {"python": result["python"], **result["versions"],
                                                         "emulator": f"qemu-user {config['toolchain']['qemu']}",
                                                         "cpu": config["cpu"]},
-              "seconds": {k: round(v, 3) for k, v in result["seconds"].items()}, "checks": rows}
+              "checks": rows}
+    measure("seconds", {k: round(v, 3) for k, v in result["seconds"].items()})
     for r in rows:
         log.info("%-12s %-46s %12.4g %s %-10.4g %s", r["model"], r["check"], r["value"], r["op"], r["threshold"],
                  "ok" if r["ok"] else "FAIL")

@@ -11,9 +11,13 @@ import threading
 import pytest
 
 from conftest import REPO, doit, executed, files_source
+from pipeline.cache import signing
+from pipeline.core.config import load_profile
+from pipeline.core.dag import stages
 from pipeline.core.hashing import file_digest
 from pipeline.tools.bench import checkout
 from pipeline.tools.seaweed import BUCKET, SeaweedS3
+from runtime.vocab import LAYOUTS, MANIFEST
 
 PROFILE = "trusted"
 
@@ -44,13 +48,13 @@ def sao_litert(*args, env=None, check=True):
     return r
 
 
-def build(team, who, *args, prefix="shared", trust=(), sign=None, mode=None, reader=None, check=True):
+def build(team, who, *args, prefix="shared", trust=(), sign=None, mode=None, reader=None, check=True, env=None):
     """doit in one clone: CI (writer credentials, may sign) or the laptop (reader credentials,
     mode "read" unless `mode` says otherwise)."""
     reader = who == "laptop" if reader is None else reader
     mode = mode or ("read" if reader else None)
     env = {**team["server"].env(reader=reader), "SAO_LITERT_CACHE": f"s3://{BUCKET}/{prefix}",
-           "SAO_LITERT_CACHE_TRUSTED_KEYS": ",".join(team["pub"][k] for k in trust)}
+           "SAO_LITERT_CACHE_TRUSTED_KEYS": ",".join(team["pub"][k] for k in trust), **(env or {})}
     if sign:
         env["SAO_LITERT_CACHE_SIGNING_KEY"] = str(team["keys"] / f"{sign}.key")
     if mode:
@@ -133,8 +137,7 @@ def test_b_unsigned_untrusted_and_rotated_keys(team):
     r = build(team, "laptop", trust=["other"])
     s = stats(team, "laptop")
     assert s["hits"] == 0 and set(s["stages"].values()) == {"ran"}
-    # Each stage whose key CI had signed says so (the .pt2 exports are not byte-reproducible, so
-    # the stages after a local export look up keys CI never made).
+    # Each stage whose key CI had signed says so.
     assert {w.split(":")[2].strip() for w in warnings(r.stdout)} >= {"checkpoint", "dit_reauthor"}
     assert all("signed by ci (untrusted)" in w for w in warnings(r.stdout))
     assert bundle_files(team, "laptop") == bundle_files(team, "ci")
@@ -207,4 +210,130 @@ def test_e_verify_finds_a_corrupt_blob_and_repair_makes_the_next_build_run_it(te
     s = stats(team, "laptop")
     # select_app's app/dit.tflite is the same blob: its entry went with the repair too
     assert {k for k, v in s["stages"].items() if v != "restored"} == {"dit_quantize", "select_app", "collect"}
+    assert bundle_files(team, "laptop") == bundle_files(team, "ci")
+
+
+def entry_at(team, prefix, stage, profile) -> tuple[str, dict]:
+    """(object path, entry) of `stage`'s action entry for the build of `profile` in the CI clone
+    (its last build's key: the depfile and inputs as they are now), found through the record of
+    the stage's log blob the build uploaded."""
+    log_digest = file_digest(team["ci"] / "artifacts" / profile / "logs" / f"{stage}.log")
+    fs = team["server"].fs()
+    fs.invalidate_cache()
+    for path in fs.find(f"{BUCKET}/{prefix}/ac"):
+        entry = json.loads(fs.cat_file(path))
+        if entry["stage"] == stage and entry["log"]["digest"] == log_digest:
+            return path, entry
+    raise AssertionError(f"no entry for {stage} of {profile}")
+
+
+def test_f_replayed_rolled_back_copied_and_forged_statements_are_misses(team):
+    """Statements signed by the trusted key, moved to answer another question: another profile's
+    entry, an older entry of the same stage, another entry's signatures, a forged deps record."""
+    fs = team["server"].fs()
+    build(team, "ci", sign="ci")
+    _, mine = entry_at(team, "shared", "collect", PROFILE)
+    # The other profile: the same model, every variant in the bundle; CI builds and signs it.
+    other = team["ci"] / "profiles" / "other.toml"
+    other.write_text((team["ci"] / "profiles" / f"{PROFILE}.toml").read_text() + "[app]\nbundle_variants = true\n")
+    env = {**team["server"].env(), "SAO_LITERT_CACHE": f"s3://{BUCKET}/shared",
+           "SAO_LITERT_CACHE_SIGNING_KEY": str(team["keys"] / "ci.key")}
+    doit("profile=profiles/other.toml", env=env, cwd=team["ci"])
+    other_stats = json.loads((team["ci"] / "artifacts" / "other" / "logs" / "last_build.json").read_text())
+    assert {k for k, v in other_stats["stages"].items() if v != "restored"} == {"collect"}
+    _, theirs = entry_at(team, "shared", "collect", "other")
+    assert theirs["outputs"][MANIFEST]["digest"] != mine["outputs"][MANIFEST]["digest"]
+
+    def laptop_collect(**kw):
+        doit("forget", "collect", f"profile=profiles/{PROFILE}.toml", cwd=team["laptop"])
+        r = build(team, "laptop", "collect", trust=["ci"], **kw)
+        return stats(team, "laptop")["stages"]["collect"], warnings(r.stdout)
+
+    path = f"{BUCKET}/shared/ac/{mine['key']}.json"
+    for forged, why in [(theirs, "another action key"),  # replay: the other profile's bundle
+                        ({**mine, "signatures": theirs["signatures"]}, "ci (invalid signature)")]:  # copied
+        fs.pipe_file(path, json.dumps(forged).encode())
+        state, [warning] = laptop_collect()
+        assert state == "ran" and "collect" in warning and why in warning
+        assert bundle_files(team, "laptop") == bundle_files(team, "ci")
+
+    # Rollback: collect's code changes (both clones); CI signs the new entry; the store's writer
+    # puts the old signed entry at the new key.
+    for who in ("ci", "laptop"):
+        with open(team[who] / "stages" / "collect.py", "a") as f:
+            f.write("# a comment: the stage's key changes\n")
+    try:
+        assert executed(build(team, "ci", sign="ci").stdout) == {"collect"}
+        new_path, new = entry_at(team, "shared", "collect", PROFILE)
+        assert new["key"] != mine["key"]
+        fs.pipe_file(new_path, json.dumps(mine).encode())
+        state, [warning] = laptop_collect()
+        assert state == "ran" and f"another action key ('{mine['key']}')" in warning
+        fs.pipe_file(new_path, json.dumps(new).encode())
+    finally:
+        for who in ("ci", "laptop"):
+            (team[who] / "stages" / "collect.py").write_text((REPO / "stages" / "collect.py").read_text())
+    fs.pipe_file(path, json.dumps(mine).encode())
+
+    # A forged deps record (another file list, the signature kept) steers no lookup: a checkout
+    # without its own depfile for the stage finds nothing and builds.
+    (out(team, "laptop") / ".deps" / "checkpoint.json").unlink()
+    [deps_path] = [p for p in fs.find(f"{BUCKET}/shared/deps")
+                   if json.loads(fs.cat_file(p))["files"] == json.loads(
+                       (out(team, "ci") / ".deps" / "checkpoint.json").read_text())["files"]
+                   and "checkpoint" in " ".join(json.loads(fs.cat_file(p))["files"])]
+    record = json.loads(fs.cat_file(deps_path))
+    fs.pipe_file(deps_path, json.dumps({**record, "files": record["files"][1:]}).encode())
+    doit("forget", "checkpoint", f"profile=profiles/{PROFILE}.toml", cwd=team["laptop"])
+    r = build(team, "laptop", "checkpoint", trust=["ci"])
+    [warning] = warnings(r.stdout)
+    assert "checkpoint" in warning and "deps/" in warning and "ci (invalid signature)" in warning
+    assert stats(team, "laptop")["stages"]["checkpoint"] == "ran"
+    fs.pipe_file(deps_path, json.dumps(record).encode())
+
+
+def test_g_two_builders_co_sign_and_a_differing_entry_gets_no_second_signature(team):
+    """`cache verify --rebuild` by a second builder (key ci2) over CI's signed build: every stage
+    reproducible and co-signed but one whose entry CI's key signed with other bytes (a builder
+    that differs); a reader needing two signatures then restores everything else."""
+    fs = team["server"].fs()
+    build(team, "ci", "cache_push", prefix="cosign", sign="ci")
+    doit("forget", "checkpoint", f"profile=profiles/{PROFILE}.toml", cwd=team["laptop"])
+    r = build(team, "laptop", "checkpoint", prefix="cosign", trust=["ci", "ci2"], env={"SAO_LITERT_CACHE_SIGNATURES_NEEDED": "2"})
+    [warning] = warnings(r.stdout)
+    assert "1 of 2 signatures needed" in warning and stats(team, "laptop")["stages"]["checkpoint"] == "ran"
+
+    # CI's collect entry, signed by CI's key, bundles other bytes as the app's DiT (the float32 one).
+    path, entry = entry_of(team, "cosign", "collect")
+    role = LAYOUTS["arm"].files["dit"]
+    quantized = entry_of(team, "cosign", "dit_quantize")[1]["outputs"]["tflite"]["digest"]
+    assert entry["outputs"][role]["digest"] == quantized
+    good, other = quantized, entry_of(team, "cosign", "dit_convert")[1]["outputs"]["tflite"]
+    entry["outputs"][role] = other
+    entry["signatures"] = [signing.Signer(team["keys"] / "ci.key").sign(entry)]
+    fs.pipe_file(path, json.dumps(entry).encode())
+
+    env = {**os.environ, **team["server"].env(), "SAO_LITERT_CACHE": f"s3://{BUCKET}/cosign",
+           "SAO_LITERT_CACHE_SIGNING_KEY": str(team["keys"] / "ci2.key")}
+    r = subprocess.run([sys.executable, "-m", "pipeline.tools.cli", "cache", "verify", "--rebuild",
+                        "--profile", f"profiles/{PROFILE}.toml"], cwd=team["laptop"], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert r.returncode == 1, r.stdout[-3000:]
+    names = {st.name for st in stages(load_profile(team["laptop"] / "profiles" / f"{PROFILE}.toml"))}
+    verdicts = {w[0]: w[1] for line in r.stdout.splitlines() if (w := line.split()) and w[0] in names}
+    assert set(verdicts) == names
+    assert verdicts.pop("collect") == "differs" and set(verdicts.values()) == {"reproducible"}, r.stdout
+    [line] = [x for x in r.stdout.splitlines() if x.startswith("collect")]
+    assert f"{role}: entry {other['digest']}, rebuilt {good}" in line
+    disagreement = json.loads(fs.cat_file(f"{BUCKET}/cosign/disagree/{entry['key']}.json"))
+    assert disagreement["by"]["ci2"]["outputs"] == {role: {"entry": other["digest"], "rebuilt": good}}
+    assert [s["key"] for s in entry_of(team, "cosign", "collect")[1]["signatures"]] == ["ci"]
+    assert [s["key"] for s in entry_of(team, "cosign", "checkpoint")[1]["signatures"]] == ["ci", "ci2"]
+
+    doit("clean", f"profile=profiles/{PROFILE}.toml", cwd=team["laptop"])
+    r = build(team, "laptop", prefix="cosign", trust=["ci", "ci2"], env={"SAO_LITERT_CACHE_SIGNATURES_NEEDED": "2"})
+    s = stats(team, "laptop")
+    assert {k for k, v in s["stages"].items() if v != "restored"} == {"collect"} and s["stages"]["collect"] == "ran"
+    [warning] = warnings(r.stdout)
+    assert "cache: collect:" in warning and "1 of 2 signatures needed" in warning
     assert bundle_files(team, "laptop") == bundle_files(team, "ci")

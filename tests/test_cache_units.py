@@ -218,3 +218,53 @@ def test_an_entry_answers_only_the_lookup_it_was_written_for(tmp_path):
     assert "stage 'dit_quantize'" in entries.unbound(stage, key, {**good, "stage": "dit_quantize"})
     assert "not this stage's" in entries.unbound(stage, key, {**good, "outputs": {"manifest.json": {}}})
     assert "malformed" in entries.unbound(stage, key, [])
+
+
+def test_signatures_needed_counts_distinct_trusted_valid_keys(tmp_path):
+    signers = {}
+    for name in ("ci", "ci2", "other"):
+        signing.keygen(name, tmp_path)
+        signers[name] = signing.Signer(tmp_path / f"{name}.key")
+    trusted = signing.trusted_keys([(tmp_path / f"{n}.pub").read_text() for n in ("ci", "ci2")])
+    e = _entry()
+    e["signatures"] = [signers["ci"].sign(e), signers["ci"].sign(e), signers["other"].sign(e)]
+    assert signing.check(e, trusted, 1) is None
+    # The same key twice and an untrusted one are not two signatures.
+    assert signing.check(e, trusted, 2) == "signed by ci, other (untrusted): 1 of 2 signatures needed"
+    e["signatures"] = signing.add_signature(e["signatures"], signers["ci2"].sign(e))
+    assert signing.check(e, trusted, 2) is None
+    e["signatures"][-1] = signers["ci2"].sign({**e, "key": "elsewhere"})  # ci2's signature of another entry
+    assert "ci2 (invalid signature): 1 of 2" in signing.check(e, trusted, 2)
+    # One key trusted under two names is one key.
+    (tmp_path / "alias.key").write_text("alias:" + (tmp_path / "ci.key").read_text().split(":", 1)[1])
+    alias = (tmp_path / "ci.pub").read_text().replace("ci:", "alias:", 1)
+    trusted |= signing.trusted_keys(alias)
+    e["signatures"] = [signers["ci"].sign(e), signing.Signer(tmp_path / "alias.key").sign(e)]
+    assert signing.check(e, trusted, 2) == "signed by alias, ci: 1 of 2 signatures needed"
+
+
+def test_a_deps_record_counts_only_signed_for_its_key_and_files(tmp_path):
+    signing.keygen("ci", tmp_path)
+    ci, trusted = signing.Signer(tmp_path / "ci.key"), signing.trusted_keys((tmp_path / "ci.pub").read_text())
+    files = ["stages/synth.py", "stages/models/layout.py"]
+    record = {"files": files, "signatures": [ci.sign_deps("bare1", files)]}
+    assert signing.check_deps(record, "bare1", trusted) is None
+    assert signing.check_deps(record, "bare2", trusted) == "signed by ci (invalid signature)"  # copied elsewhere
+    assert signing.check_deps({**record, "files": files[:1]}, "bare1", trusted) == "signed by ci (invalid signature)"
+    # An entry's signature is never a deps record's, nor the other way round.
+    assert signing.check_deps({"files": files, "signatures": [ci.sign(_entry())]}, "bare1", trusted) is not None
+    assert signing.check({**_entry(), "signatures": record["signatures"]}, trusted) is not None
+
+
+def test_more_signatures_needed_than_keys_trusted_is_one_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAO_LITERT_CACHE", (tmp_path / "store").as_uri())
+    signing.keygen("ci", tmp_path)
+    monkeypatch.setenv("SAO_LITERT_CACHE_TRUSTED_KEYS", (tmp_path / "ci.pub").read_text().strip())
+    monkeypatch.setenv("SAO_LITERT_CACHE_SIGNATURES_NEEDED", "2")
+    p = load_profile(write_profile(tmp_path, "c", '[source]\nkind = "synthetic"\n'))
+    with pytest.raises(InputError) as e:
+        cache.keys_of(cache.settings(p), p)
+    assert e.value.file == "$SAO_LITERT_CACHE_SIGNATURES_NEEDED" and "2 signatures needed but 1 trusted" in str(e.value)
+    monkeypatch.setenv("SAO_LITERT_CACHE_SIGNATURES_NEEDED", "two")
+    with pytest.raises(InputError, match="'two' is not a whole number"):
+        cache.settings(p)

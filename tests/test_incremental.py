@@ -46,7 +46,7 @@ def test_c_one_dit_tensor(built):
 def test_d_dit_only_profile_field(built):
     built["profile"].write_text(built["head"] + "[dit]\nmin_snr_quant_db = 20.0\n")
     # no model bytes change and the verdict holds: select_app writes the same app.json (the gate's
-    # values go to app_timings.json, which no stage reads), so the chain stops there
+    # values go to its record, which no stage reads), so the chain stops there
     assert run(built) == {"verify_dit", "select_app"}
 
 

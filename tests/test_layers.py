@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, executed
+from pipeline.core.hashing import file_digest
 from pipeline.core.toolchain import aarch64_userland
 from pipeline.tools.bench import checkout
+from runtime.vocab import MANIFEST
 
 DOIT_PROGRAM = Path(sys.executable).parent / "doit"
 
@@ -34,8 +36,18 @@ def append(tree: Path, rel: str, text: str):
 def tree(tmp_path_factory):
     tree = checkout(tmp_path_factory.mktemp("worktree") / "sao-litert")
     assert "collect" in build(tree)
-    assert (tree / "artifacts" / "default" / "bundle" / "manifest.json").is_file()  # its own folder
+    assert (tree / "artifacts" / "default" / "bundle" / MANIFEST).is_file()  # its own folder
     return tree
+
+
+def test_0_two_checkouts_build_byte_identical_bundles(tree, default_bundle):
+    """Two clean builds of one profile in two checkouts: the same bundle, byte for byte (nothing
+    measured, no path, no date in any file an app or a stage reads)."""
+    def files(folder: Path) -> dict:
+        return {str(p.relative_to(folder)): file_digest(p) for p in folder.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)}
+    ours, theirs = files(default_bundle / "bundle"), files(tree / "artifacts" / "default" / "bundle")
+    assert MANIFEST in ours and ours == theirs
 
 
 def test_a_depfiles_hold_the_stage_code_not_the_runner(tree):

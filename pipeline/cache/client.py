@@ -28,6 +28,7 @@ from .store import Store, redact
 log = logging.getLogger("sao.cache")
 _ENV_URL, _ENV_MODE, _ENV_DOWNLOAD = "SAO_LITERT_CACHE", "SAO_LITERT_CACHE_MODE", "SAO_LITERT_CACHE_DOWNLOAD"
 _ENV_SIGNING, _ENV_TRUSTED = signing.ENV_SIGNING_KEY, signing.ENV_TRUSTED_KEYS
+_ENV_NEEDED = "SAO_LITERT_CACHE_SIGNATURES_NEEDED"
 
 
 class BlobUnavailable(Exception):
@@ -38,7 +39,8 @@ def settings(profile: Profile) -> CacheSettings:
     """The profile's [cache] section with the environment's overrides: SAO_LITERT_CACHE=URL turns
     the cache on read-write; SAO_LITERT_CACHE_MODE sets the mode, SAO_LITERT_CACHE_DOWNLOAD what
     a restore downloads, SAO_LITERT_CACHE_SIGNING_KEY=FILE the key uploads are signed with,
-    SAO_LITERT_CACHE_TRUSTED_KEYS="NAME:BASE64[,…]" the keys a restore trusts."""
+    SAO_LITERT_CACHE_TRUSTED_KEYS="NAME:BASE64[,…]" the keys a restore trusts,
+    SAO_LITERT_CACHE_SIGNATURES_NEEDED=N how many of them must have signed an entry."""
     s = profile.cache
     if url := os.environ.get(_ENV_URL):
         s = s.model_copy(update={"url": url, "mode": "read-write"})
@@ -54,6 +56,10 @@ def settings(profile: Profile) -> CacheSettings:
         s = s.model_copy(update={"signing_key": key or None})
     if (trusted := os.environ.get(_ENV_TRUSTED)) is not None:
         s = s.model_copy(update={"trusted_keys": [k for k in trusted.split(",") if k.strip()]})
+    if (needed := os.environ.get(_ENV_NEEDED)) is not None:
+        if not needed.isdigit() or int(needed) < 1:
+            raise InputError(f"${_ENV_NEEDED}", None, f"'{needed}' is not a whole number ≥ 1")
+        s = s.model_copy(update={"signatures_needed": int(needed)})
     if s.mode != "off" and not s.url:
         raise InputError(profile.path, "cache.url", f"mode '{s.mode}' needs a store URL (or ${_ENV_URL})")
     return s
@@ -65,6 +71,10 @@ def keys_of(cfg: CacheSettings, profile: Profile) -> tuple[signing.Signer | None
     env = _ENV_TRUSTED in os.environ
     trusted = signing.trusted_keys(cfg.trusted_keys, f"${_ENV_TRUSTED}" if env else profile.path,
                                    None if env else "cache.trusted_keys")
+    if cfg.signatures_needed > 1 and cfg.signatures_needed > len(trusted):
+        where = (f"${_ENV_NEEDED}", None) if _ENV_NEEDED in os.environ else (profile.path, "cache.signatures_needed")
+        raise InputError(*where, f"{cfg.signatures_needed} signatures needed but {len(trusted)} trusted "
+                         "key(s): no entry could ever be used (add cache.trusted_keys)")
     signer = None
     if cfg.signing_key and cfg.mode == "read-write":
         where = f"${_ENV_SIGNING}" if _ENV_SIGNING in os.environ else "cache.signing_key"
@@ -109,12 +119,16 @@ class Cache:
         (pipeline/cluster/executor.py)."""
         t0 = time.perf_counter()
         try:
-            found = entries.find(self.store(), stage, key)
+            found = entries.find(self.store(), stage, key, self.trusted, self.cfg.signatures_needed)
+            if isinstance(found, str):
+                self._unusable(stage, found)
+                return None
             if found is not None and (why := entries.unbound(stage, *found)):
                 self._unusable(stage, why)
                 return None
-            if found is not None and self.trusted and (why := signing.check(found[1], self.trusted)):
-                self._unusable(stage, f"entry not signed by a trusted key ({why})")
+            if found is not None and self.trusted and (
+                    why := signing.check(found[1], self.trusted, self.cfg.signatures_needed)):
+                self._unusable(stage, f"entry not signed by enough trusted keys ({why})")
                 return None
             if found is not None and self._restore(self.store(), stage, *found, t0, ran_on):
                 if ran_on is None and self.writable:

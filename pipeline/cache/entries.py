@@ -21,16 +21,21 @@ FORMAT = 2
 _TEST_PAUSE = "SAO_LITERT_CACHE_TEST_PAUSE_S"  # test hook: sleep between blobs and entry (kill test)
 
 
-def find(store: Store, stage, key: StageKey) -> tuple[StageKey, dict] | None:
-    """(key, action entry) of an earlier identical run. The key hashes the code as this checkout
-    has it, or, for a stage never run here, the file list its producer recorded (`deps/`)."""
-    candidates = [key]
+def find(store: Store, stage, key: StageKey, trusted: dict | None = None,
+         needed: int = 1) -> tuple[StageKey, dict] | str | None:
+    """(key, action entry) of an earlier identical run, None, or why the lookup cannot be
+    trusted. The key hashes the code as this checkout has it, or, for a stage never run here, the
+    file list its producer recorded (`deps/`); with `trusted` keys, only a list they signed."""
+    candidates, refused = [key], None
     if seen := store.get_json("deps", key.bare):
-        candidates.append(key.with_code(seen["files"]))
+        if trusted and (why := signing.check_deps(seen, key.bare, trusted, needed)):
+            refused = f"deps/{key.bare}.json not signed by enough trusted keys ({why})"
+        else:
+            candidates.append(key.with_code(seen["files"]))
     for k in candidates:
         if (entry := store.get_json("ac", k.action)) is not None:
             return k, entry
-    return None
+    return refused
 
 
 def unbound(stage, key: StageKey, entry: dict) -> str | None:
@@ -72,7 +77,12 @@ def publish(store: Store, stage, key: StageKey, log_file, reg=None, replace=(),
         entry_files[role] = {"digest": digest, "size": os.path.getsize(path)}
     if pause := float(os.environ.get(_TEST_PAUSE, 0)):
         time.sleep(pause)
-    store.put_json("deps", key.bare, {"files": key.code})
+    deps = {"files": key.code, "signatures": []}
+    if signer is not None:
+        old = store.get_json("deps", key.bare) or {}
+        kept = old.get("signatures") if old.get("files") == key.code else []
+        deps["signatures"] = signing.add_signature(kept, signer.sign_deps(key.bare, key.code))
+    store.put_json("deps", key.bare, deps)
     log_blob, record_blob = entry_files.pop("log"), entry_files.pop("record")
     entry = {
         "format": FORMAT, "stage": stage.name, "key": key.action, "outputs": entry_files, "log": log_blob,
@@ -81,13 +91,37 @@ def publish(store: Store, stage, key: StageKey, log_file, reg=None, replace=(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "signatures": []}
     if signer is not None:
         old = store.get_json("ac", key.action) or {}
-        try:
-            same = signing.fingerprint(old) == signing.fingerprint(entry)
-        except (KeyError, TypeError):
-            same = False
-        if same:  # the same outputs signed by other keys before (a key rotation): keep those
-            entry["signatures"] = [s for s in old.get("signatures") or []
-                                   if isinstance(s, dict) and s.get("key") != signer.name]
-        entry["signatures"].append(signer.sign(entry))
+        # The same outputs signed by other keys before (a key rotation, a co-signer): keep those.
+        kept = old.get("signatures") if _same_answer(old, entry) else []
+        entry["signatures"] = signing.add_signature(kept, signer.sign(entry))
     store.put_json("ac", key.action, entry)
     return sent
+
+
+def _same_answer(a: dict, b: dict) -> bool:
+    try:
+        return signing.fingerprint(a) == signing.fingerprint(b)
+    except (KeyError, TypeError, AttributeError):
+        return False
+
+
+def cosign(store: Store, key: StageKey, outputs: dict[str, str], signer: signing.Signer) -> str | None:
+    """A builder that rebuilt `key`'s action and got `outputs` (role → digest) adds its signature
+    to the entry (and to the deps record when its code was the same files); when its bytes
+    differ it signs nothing and records the disagreement in `disagree/<action key>.json` (who,
+    which outputs, both digests). Returns None when it co-signed, else the disagreement line."""
+    entry = store.get_json("ac", key.action)
+    theirs = {role: b["digest"] for role, b in (entry or {}).get("outputs", {}).items()}
+    if differ := {r: {"entry": theirs.get(r), "rebuilt": d} for r, d in outputs.items() if theirs.get(r) != d}:
+        record = store.get_json("disagree", key.action) or {"stage": key.stage.name, "key": key.action, "by": {}}
+        record["by"][signer.name] = {"outputs": differ,
+                                     "entry_signed_by": [s.get("key") for s in entry.get("signatures") or []]}
+        store.put_json("disagree", key.action, record)
+        return "; ".join(f"{r}: entry {d['entry']}, rebuilt {d['rebuilt']}" for r, d in differ.items())
+    entry["signatures"] = signing.add_signature(entry.get("signatures"), signer.sign(entry))
+    store.put_json("ac", key.action, entry)
+    deps = store.get_json("deps", key.bare)
+    if deps is not None and deps.get("files") == key.code:
+        deps["signatures"] = signing.add_signature(deps.get("signatures"), signer.sign_deps(key.bare, key.code))
+        store.put_json("deps", key.bare, deps)
+    return None

@@ -71,6 +71,7 @@ def gc(store: Store, max_bytes: int | None = None, older_than_days: float | None
         for key in gone_entries:
             store.delete("ac", key)
             store.delete("used", key)
+            store.delete("disagree", key)
         for digest in gone_blobs:
             store.delete("cas", digest)
     verb = "would remove" if dry_run else "removed"
@@ -111,6 +112,7 @@ def verify(store: Store, sample: int | None = None, repair: bool = False) -> dic
         for key in hit:
             store.delete("ac", key)
             store.delete("used", key)
+            store.delete("disagree", key)
         for digest in corrupt:
             store.delete("cas", digest)
     log.info("checked %d of %d blobs and %d entries: %d corrupt, %d missing, %d entries point at them%s",

@@ -1,8 +1,12 @@
 """Signed action entries, as Nix signs store paths: an ed25519 signature over a canonical
 fingerprint of everything a restore uses (action key, stage, each output role → digest and size,
 the log's and the record's), made by the writer's private key and named after it. A reader that
-trusts keys restores only entries carrying a valid signature by one of them; an entry may carry
-several (key rotation: sign with the new key while readers still trust the old one).
+trusts keys restores only entries carrying valid signatures by `needed` distinct ones of them
+(`[cache] signatures_needed`, 1 by default); an entry may carry several: key rotation (sign with
+the new key while readers still trust the old one), and builders that rebuilt the action and got
+the same bytes (`sao-litert cache verify --rebuild` co-signs; pipeline/cache/rebuild.py). The
+`deps/` record, which says which files a stage's code was and so steers a lookup, is signed the
+same way (`sign_deps`, `check_deps`).
 
 Key files, one line each: `NAME.key` = `NAME:BASE64(32-byte private key)` (mode 0600),
 `NAME.pub` = `NAME:BASE64(32-byte public key)`, the form `trusted_keys` takes."""
@@ -18,7 +22,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from pipeline.core.errors import InputError
 
-_DOMAIN = b"sao-litert cache entry v1\n"  # a signature over an entry is never valid for anything else
+# A signature over an entry is never valid for a deps record, nor the other way round.
+_DOMAIN, _DEPS_DOMAIN = b"sao-litert cache entry v1\n", b"sao-litert deps record v1\n"
 ENV_SIGNING_KEY, ENV_TRUSTED_KEYS = "SAO_LITERT_CACHE_SIGNING_KEY", "SAO_LITERT_CACHE_TRUSTED_KEYS"
 
 
@@ -43,8 +48,18 @@ class Signer:
         self._key = Ed25519PrivateKey.from_private_bytes(raw)
 
     def sign(self, entry: dict) -> dict:
-        sig = self._key.sign(_DOMAIN + fingerprint(entry))
-        return {"key": self.name, "sig": base64.b64encode(sig).decode()}
+        return self._sign(_DOMAIN + fingerprint(entry))
+
+    def sign_deps(self, bare: str, files: list[str]) -> dict:
+        return self._sign(_DEPS_DOMAIN + _deps_fingerprint(bare, files))
+
+    def _sign(self, data: bytes) -> dict:
+        return {"key": self.name, "sig": base64.b64encode(self._key.sign(data)).decode()}
+
+
+def add_signature(signatures, new: dict) -> list[dict]:
+    """`signatures` with `new` in place of any earlier one by the same key."""
+    return [s for s in signatures or [] if isinstance(s, dict) and s.get("key") != new["key"]] + [new]
 
 
 def env_signer() -> "Signer | None":
@@ -73,25 +88,49 @@ def fingerprint(entry: dict) -> bytes:
                       sort_keys=True, separators=(",", ":")).encode()
 
 
-def check(entry: dict, trusted: dict) -> str | None:
-    """None when a trusted key signed this entry; otherwise why not, for a warning line:
-    "unsigned", "signed by ci-old (untrusted)", "signed by ci (invalid signature)"."""
-    why = []
+def _deps_fingerprint(bare: str, files) -> bytes:
+    return json.dumps({"bare": bare, "files": sorted(files)}, separators=(",", ":")).encode()
+
+
+def check(entry: dict, trusted: dict, needed: int = 1) -> str | None:
+    """None when `needed` distinct trusted keys signed this entry; otherwise why not, for a
+    warning line: "unsigned", "signed by ci-old (untrusted)", "signed by ci (invalid signature)",
+    "signed by ci: 1 of 2 signatures needed"."""
     try:
         data = _DOMAIN + fingerprint(entry)
     except (KeyError, TypeError):
         return "malformed"
-    for s in entry.get("signatures") or []:
+    return _verdict(entry.get("signatures"), data, trusted, needed)
+
+
+def check_deps(record: dict, bare: str, trusted: dict, needed: int = 1) -> str | None:
+    """The same for a deps/ record found under `bare`: the files it lists, signed for that key."""
+    try:
+        data = _DEPS_DOMAIN + _deps_fingerprint(bare, record["files"])
+    except (KeyError, TypeError):
+        return "malformed"
+    return _verdict(record.get("signatures"), data, trusted, needed)
+
+
+def _verdict(signatures, data: bytes, trusted: dict, needed: int) -> str | None:
+    why, good, keys = [], set(), set()  # names, and the public keys behind them: distinct keys count
+    for s in signatures if isinstance(signatures, list) else []:
         name = str(s.get("key")) if isinstance(s, dict) else "?"
         if name not in trusted:
             why.append(f"{name} (untrusted)")
             continue
         try:
             trusted[name].verify(base64.b64decode(s.get("sig", ""), validate=True), data)
-            return None
-        except (InvalidSignature, binascii.Error, ValueError):
+            good.add(name)
+            keys.add(trusted[name].public_bytes_raw())
+        except (InvalidSignature, binascii.Error, ValueError, TypeError):
             why.append(f"{name} (invalid signature)")
-    return "signed by " + ", ".join(why) if why else "unsigned"
+    if len(keys) >= needed:
+        return None
+    signed = ", ".join([*sorted(good), *why])
+    if not signed:
+        return "unsigned"
+    return f"signed by {signed}" + (f": {len(keys)} of {needed} signatures needed" if good else "")
 
 
 def keygen(name: str, out: Path) -> str:

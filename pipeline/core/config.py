@@ -215,6 +215,9 @@ class CacheSettings(_Strict):
     # .pub files) restores only entries one of them signed. No trusted keys: any entry is used.
     signing_key: str | None = None
     trusted_keys: list[str] = []
+    # How many distinct trusted keys must have signed an entry (and its deps record) for a restore
+    # to use it: builders that rebuilt it and got the same bytes co-sign (`cache verify --rebuild`).
+    signatures_needed: int = Field(1, ge=1)
 
 
 class ExecutorSettings(_Strict):

@@ -147,7 +147,7 @@ def stages(p: Profile) -> list[Stage]:
               "select_app",
               inputs={**reference, "source": facts, **{f"parity_{m}": f for m, f in parity.items()},
                       **{f"{m}/{v}": f for m, vs in files.items() for v, f in vs.items()}},
-              outputs={**app_files, "chosen": chosen, "report": rep / "app.json", "timings": rep / "app_timings.json"},
+              outputs={**app_files, "chosen": chosen, "report": rep / "app.json"},
               config={**p.app.model_dump(exclude={"bundle_variants"}), "pins": pins(p),
                       "prompts": c.prompts[:p.app.requests], "seconds": c.seconds[:p.app.requests],
                       "steps": p.generate.steps, "threads": 2},

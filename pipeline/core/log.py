@@ -34,9 +34,24 @@ def setup(log_path, stage: str) -> logging.Logger:
     return logging.getLogger(f"sao.{stage}")
 
 
+_measured: dict = {}
+
+
+def measure(name: str, value):
+    """A measurement this stage process made (seconds, its machine's figures): it goes into the
+    stage's record, never into an output, so outputs stay the same bytes for the same inputs and
+    `cache verify --rebuild` can compare them."""
+    _measured[name] = value
+
+
+def measured() -> dict:
+    return dict(_measured)
+
+
 def record_of(log_file) -> Path:
     """A stage's structured record beside its log (logs/<stage>.json): outcome, seconds, peak
-    RSS, where it ran. Written by the runner; read by the bench and the report (never the log)."""
+    RSS, where it ran, what the stage measured. Written by the runner; read by the bench and the
+    report (never the log)."""
     return Path(log_file).with_suffix(".json")
 
 

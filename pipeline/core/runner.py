@@ -92,7 +92,8 @@ def execute(stage: Stage, log_file: Path, depfile: Path, opened: set[str], profi
             tmp.unlink(missing_ok=True)
         atomic.write_json(logsetup.record_of(log_file), {
             "stage": name, "outcome": "ran" if rc == 0 else "failed", "exit": rc, "error": error, "where": where,
-            "seconds": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(_peak_rss_mb(), 1)})
+            "seconds": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(_peak_rss_mb(), 1),
+            "measured": logsetup.measured()})
     return rc
 
 

@@ -270,11 +270,16 @@ def model_latency(profile_path: Path, threads=2, warm_runs=3) -> dict:
     return result
 
 
-def app_with_timings(reports: Path) -> dict:
-    """select_app's facts (app.json) with this build's timings (app_timings.json) merged in, for
+def measured(out: Path, stage: str) -> dict:
+    """What a stage measured in its last run (its record's "measured"; pipeline/core/log.py)."""
+    return read_records(out).get(stage, {}).get("measured", {})
+
+
+def app_with_timings(out: Path) -> dict:
+    """select_app's facts (reports/app.json) with this build's timings (its record) merged in, for
     people: the report page and the bench."""
-    app = read_json(reports / "app.json")
-    timed = read_json(reports / "app_timings.json")
+    app = read_json(out / "reports" / "app.json")
+    timed = measured(out, "select_app")["app"]
     app["figures"] |= timed["figures"]
     for m, vs in app["variants"].items():
         for v, fig in vs.items():
@@ -287,7 +292,7 @@ def app_with_timings(reports: Path) -> dict:
 
 def app_set(out: Path) -> dict:
     """select_app's choice (reports/app.json): the chosen set's figures and the Pareto front."""
-    app = app_with_timings(out / "reports")
+    app = app_with_timings(out)
     keep = ("models", "bytes", "warm_s", "first_s", "latent_snr_db", "audio_snr_db", "meets")
     return {"objective": app["objective"], "constraints": app["constraints"], "chosen": app["chosen"],
             "figures": app["figures"], "combinations": len(app["combinations"]),

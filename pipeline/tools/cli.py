@@ -3,7 +3,8 @@
 runs the PyTorch modules of that built profile with the same noise and reports the SNR.
 `sao-litert init …`: a profile for a downloaded model (pipeline/tools/init_profile.py).
 `sao-litert build-many PROFILE…`: several profiles in one command (pipeline/cluster/many.py).
-`sao-litert cache keygen|gc|verify`: signing keys and the shared store's upkeep (pipeline/cache/)."""
+`sao-litert cache keygen|gc|verify [--rebuild]`: signing keys, the shared store's upkeep and rebuild
+checks (pipeline/cache/)."""
 import argparse
 import logging
 import os
@@ -50,6 +51,9 @@ def _parser():
     v = cs.add_parser("verify", parents=[store_args], help="re-hash blobs; list corrupt or missing ones and their entries")
     v.add_argument("--sample", type=int, metavar="N", help="check N random blobs instead of all")
     v.add_argument("--repair", action="store_true", help="remove the entries that point at bad blobs")
+    v.add_argument("--rebuild", action="store_true",
+                   help="rebuild --profile's stored actions (or --sample N of them) from the store's inputs and "
+                        "compare bytes; co-sign what matches when a signing key is set")
     return p
 
 
@@ -64,7 +68,7 @@ def _bytes(text: str) -> int:
 
 def _cache(args) -> int:
     from pipeline.cache import maintenance, signing
-    from pipeline.cache.client import settings
+    from pipeline.cache.client import keys_of, settings
     from pipeline.cache.store import Store, redact
     from pipeline.core.config import load_profile
     from pipeline.core.errors import InputError
@@ -72,7 +76,10 @@ def _cache(args) -> int:
         if args.cache_command == "keygen":
             print(signing.keygen(args.name, args.out))
             return 0
-        cfg = settings(load_profile(args.profile)) if args.profile.is_file() else None
+        profile = load_profile(args.profile) if args.profile.is_file() or getattr(args, "rebuild", False) else None
+        cfg = settings(profile) if profile else None
+        # A rebuild co-signs with the signing key whatever the build's mode: it writes signatures only.
+        signer, trusted = keys_of(cfg.model_copy(update={"mode": "read-write"}), profile) if cfg else (None, {})
         url = args.store or os.environ.get("SAO_LITERT_CACHE") or (cfg.url if cfg else None)
         options = cfg.options if cfg else {}
         if not url:
@@ -86,6 +93,10 @@ def _cache(args) -> int:
         if args.cache_command == "gc":
             maintenance.gc(store, args.max_bytes, args.older_than, args.dry_run)
             return 0
+        if args.rebuild:
+            from pipeline.cache.rebuild import rebuild
+            report = rebuild(profile, store, args.sample, signer, trusted, cfg.signatures_needed)
+            return 1 if any(r["verdict"] in ("differs", "failed") for r in report.values()) else 0
         found = maintenance.verify(store, args.sample, args.repair)
         return 1 if (found["corrupt"] or found["missing"]) and not args.repair else 0
     except Exception as e:  # noqa: BLE001 - the store failed: one line, no traceback

@@ -27,7 +27,7 @@ from runtime.vocab import MANIFEST
 from pipeline.core.atomic import write_bytes
 from pipeline.core.config import load_profile
 from pipeline.core.dag import stages
-from .bench import STAGES, app_with_timings, stage_figures
+from .bench import STAGES, app_with_timings, measured, stage_figures
 
 log = logging.getLogger("sao.report")
 TEMPLATE = Path(__file__).with_name("report.html")
@@ -209,7 +209,7 @@ def write_report(profile):
     cache = json.loads(stats_path(profile).read_text()) if stats_path(profile).is_file() else None
     s = sample(profile, out)
     arm, web = out / "parity_aarch64.json", out / "parity_web.json"
-    app = app_with_timings(out)
+    app = app_with_timings(profile.out)
     env = jinja2.Environment(autoescape=True)
     env.filters["num"] = _num
     page = env.from_string(TEMPLATE.read_text()).render(
@@ -218,7 +218,8 @@ def write_report(profile):
         parity=[(r.stem[len("parity_"):], c) for r in sorted(out.glob("parity_*.json")) if r != arm
                 for c in json.loads(r.read_text())["checks"] if r != web],
         aarch64=json.loads(arm.read_text()) if arm.is_file() and profile.targets.aarch64 else None,
-        web=json.loads(web.read_text()) if web.is_file() and profile.targets.web else None,
+        web={**json.loads(web.read_text()), "seconds": measured(profile.out, "verify_web")["seconds"]}
+        if web.is_file() and profile.targets.web else None,
         manifest_digest=xxhash.xxh3_128_hexdigest((profile.out / "bundle" / MANIFEST).read_bytes()),
         dag=inline_svg(render_dot(dag_dot(profile, status, figures), "svg")), audio=png(audio_figure(s)), sample=s,
         latency=png(latency_figure(bench)) if bench else None, bench=bench, stage_keys=STAGES,

@@ -1,0 +1,120 @@
+"""`sao-litert cache verify --rebuild`: rebuild stored actions and compare bytes, as `nix build
+--check` does. In a scratch folder, stage by stage in the table's order: the stage's key from the
+inputs the store holds (the outputs of the entries before it, the source files here), its entry
+looked up as a restore would, then (for every stage, or a random `sample` of them) the stage run
+from exactly those inputs through pipeline.core.runner and its outputs compared with the entry's.
+Each action is checked on its own: the stages after one use the store's outputs, not the rebuilt
+ones. With a signing key the rebuilder co-signs what it reproduced and records what it did not
+(entries.cosign): `[cache] signatures_needed = 2` then trusts what two builders agree on."""
+import json
+import logging
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from pipeline.core import keys
+from pipeline.core.config import REPO, Profile
+from pipeline.core.dag import stages
+from pipeline.core.hashing import file_digest
+from pipeline.core.keys import StageKey
+from pipeline.core.procs import child_env, die_with_parent
+from . import entries, signing
+from .store import Store
+
+log = logging.getLogger("sao.cache")
+
+
+def rebuild(profile: Profile, store: Store, sample: int | None = None, signer: signing.Signer | None = None,
+            trusted: dict | None = None, needed: int = 1) -> dict[str, dict]:
+    """stage → {"verdict": "reproducible" | "differs" | "failed" | "not in store" | "untrusted" |
+    "inputs not in store" | "not sampled", "outputs": {role: {"entry", "rebuilt"}} for "differs"}."""
+    table = stages(profile)
+    chosen = {s.name for s in table}
+    if sample is not None and sample < len(table):
+        chosen = set(random.sample(sorted(chosen), sample))
+    digest_of: dict[Path, str] = {}  # every output path the store answered → its digest
+    found: dict[str, tuple] = {}
+    report: dict[str, dict] = {}
+    for stage in table:
+        inputs = {}
+        for role, path in stage.inputs.items():
+            if path in digest_of:
+                inputs[role] = digest_of[path]
+            elif not _under(path, profile.out) and path.is_file():
+                inputs[role] = file_digest(path)
+        if len(inputs) < len(stage.inputs):
+            report[stage.name] = {"verdict": "inputs not in store"}
+            continue
+        hit = entries.find(store, stage, StageKey(stage, keys.read_depfile(keys.depfile(profile.out, stage.name)),
+                                                  inputs), trusted, needed)
+        why = hit if isinstance(hit, str) or hit is None else entries.unbound(stage, *hit)
+        if why is None and trusted:
+            why = signing.check(hit[1], trusted, needed)
+        if hit is None or why:
+            report[stage.name] = {"verdict": "not in store" if hit is None else "untrusted", "why": why}
+            continue
+        found[stage.name] = hit
+        for role, path in stage.outputs.items():
+            digest_of[path] = hit[1]["outputs"][role]["digest"]
+    with tempfile.TemporaryDirectory(prefix="sao-rebuild-") as scratch:
+        for stage in table:
+            if stage.name in found:
+                report[stage.name] = (_check(stage, *found[stage.name], profile, store, Path(scratch), signer)
+                                      if stage.name in chosen else {"verdict": "not sampled"})
+    for name, r in report.items():
+        detail = "; ".join(f"{role}: entry {d['entry']}, rebuilt {d['rebuilt']}"
+                           for role, d in r.get("outputs", {}).items()) or r.get("why") or ""
+        log.info("%-20s %s%s", name, r["verdict"], f" ({detail})" if detail else "")
+    return report
+
+
+def _under(path: Path, folder: Path) -> bool:
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
+def _check(stage, key: StageKey, entry: dict, profile: Profile, store: Store, scratch: Path,
+           signer: signing.Signer | None) -> dict:
+    """Run one stage from the store's inputs; compare (and co-sign or record a disagreement)."""
+    here = scratch / stage.name
+    in_paths = {}
+    for role, path in stage.inputs.items():
+        if not _under(path, profile.out):
+            in_paths[role] = path
+            continue
+        local = here / "in" / Path(path).resolve().relative_to(profile.out.resolve())
+        local.parent.mkdir(parents=True, exist_ok=True)
+        want = key.inputs[role]
+        if store.get_blob(want, local) != want:
+            return {"verdict": "failed", "why": f"input {role}: blob {want} is corrupt in the store"}
+        in_paths[role] = local
+    out_paths = {role: here / "out" / Path(p).resolve().relative_to(profile.out.resolve())
+                 for role, p in stage.outputs.items()}
+    job = here / "job.json"
+    here.mkdir(parents=True, exist_ok=True)
+    job.write_text(json.dumps({
+        "stage": stage.name, "module": stage.module, "config": stage.config, "profile": str(profile.path),
+        "inputs": {r: str(p) for r, p in in_paths.items()}, "outputs": {r: str(p) for r, p in out_paths.items()},
+        "log": str(here / "log" / f"{stage.name}.log"), "depfile": str(here / "deps.json"), "where": "rebuild"}))
+    with open(here / "console.txt", "wb") as console:
+        rc = subprocess.call([sys.executable, "-m", "pipeline.core.runner", "--job", str(job)], cwd=REPO,
+                             env=child_env(PYTHONUNBUFFERED="1"), stdout=console, stderr=subprocess.STDOUT,
+                             preexec_fn=die_with_parent)
+    if rc != 0:
+        return {"verdict": "failed", "why": f"the stage exited with {rc}; its log: {here / 'log'}"}
+    rebuilt = {role: file_digest(p) for role, p in out_paths.items()}
+    code = keys.read_depfile(here / "deps.json")
+    shutil.rmtree(here, ignore_errors=True)
+    if signer is not None:
+        # Co-signed only under the key its own run gives: the code it recorded must be the entry's.
+        mine = key.with_code(code)
+        if mine.action != key.action:
+            diff = sorted({f"+{f}" for f in set(code) - set(key.code)} | {f"-{f}" for f in set(key.code) - set(code)})
+            return {"verdict": "failed", "why": "the stage's code here is not the entry's: " + ", ".join(diff)
+                    if diff else "the stage's code here is not the entry's (same files, other contents)"}
+        entries.cosign(store, key, rebuilt, signer)
+    theirs = {role: b["digest"] for role, b in entry["outputs"].items()}
+    differ = {r: {"entry": theirs[r], "rebuilt": d} for r, d in rebuilt.items() if theirs[r] != d}
+    return {"verdict": "differs", "outputs": differ} if differ else {"verdict": "reproducible"}
