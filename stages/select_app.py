@@ -73,7 +73,7 @@ def run(inputs, outputs, config):
 
     e2e = _end_to_end(inputs, files, variants, timings, candidates, config)
     steps = config["steps"]
-    combos, times = [], []  # the facts (app.json) and the measurements (app_timings.json) of each
+    combos, times = [], []  # the facts (app.json) and the measurements (the record) of each
     for c, d, a in product(*(candidates[m] for m in MODELS)):
         models = dict(zip(MODELS, (c, d, a)))
         figs = [timings[m][v] for m, v in models.items()]

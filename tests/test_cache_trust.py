@@ -329,6 +329,14 @@ def test_g_two_builders_co_sign_and_a_differing_entry_gets_no_second_signature(t
     assert disagreement["by"]["ci2"]["outputs"] == {role: {"entry": other["digest"], "rebuilt": good}}
     assert [s["key"] for s in entry_of(team, "cosign", "collect")[1]["signatures"]] == ["ci"]
     assert [s["key"] for s in entry_of(team, "cosign", "checkpoint")[1]["signatures"]] == ["ci", "ci2"]
+    # --sample 1: one stage rebuilt, the others named as not sampled.
+    r = subprocess.run([sys.executable, "-m", "pipeline.tools.cli", "cache", "verify", "--rebuild", "--sample", "1",
+                        "--profile", f"profiles/{PROFILE}.toml"], cwd=team["laptop"], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sampled = {w[0]: w[1] for line in r.stdout.splitlines() if (w := line.split()) and w[0] in names
+               and w[1] != "not"}
+    assert len(sampled) == 1 and r.returncode == (1 if sampled == {"collect": "differs"} else 0), r.stdout
+    assert sampled.popitem()[1] in ("reproducible", "differs")
 
     doit("clean", f"profile=profiles/{PROFILE}.toml", cwd=team["laptop"])
     r = build(team, "laptop", prefix="cosign", trust=["ci", "ci2"], env={"SAO_LITERT_CACHE_SIGNATURES_NEEDED": "2"})
