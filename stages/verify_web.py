@@ -7,9 +7,10 @@ inputs from loopback, with the COOP/COEP headers LiteRT.js needs, and starts Chr
 page runs each model by position (the web contracts in runtime/vocab.py: the conditioners take
 int32 ids and mask, stage web_conditioners), then one whole generation — conditioners, the
 ping-pong sampler over `steps` DiT calls, the decoder — on noise given here, and posts every output
-back. It holds one model at a time, as a web app of this size must (wasm32's 4 GB). Gates: each model against this runtime on x86 with the same inputs (kernel drift:
-[targets] web_min_snr_db), the generation's latent and audio against PyTorch with the same noise
-([app] min_latent_snr_db, min_audio_snr_db: the thresholds select_app chose the set with). The
+back. It holds one model at a time, as a web app of this size must (wasm32's 4 GB). Gates: each
+model against this runtime on x86 with the same inputs (kernel drift: [targets] web_min_snr_db),
+the generation's latent and audio against PyTorch with the same noise ([app] min_latent_snr_db,
+min_audio_snr_db: the thresholds select_app chose the set with). The
 report (reports/parity_web.json) holds the checks, the browser and what it offered besides wasm;
 the seconds the page measured go to the stage's record (logs/verify_web.json, "measured")."""
 import json
@@ -111,8 +112,8 @@ def run(inputs, outputs, config):
         "client": WEB_CLIENT, "litertjs": version, "browser": _version(browser), "accelerator": done["accelerator"],
         "webgpu": done["webgpu"], "checks": rows})
     measure("seconds", done["seconds"])
-    log.info("LiteRT.js %s, wasm: DiT step %.3f s, whole generation %.2f s with the three loads (WebGPU: %s)", version,
-             done["seconds"]["dit_step"], done["seconds"]["generate"], done["webgpu"])
+    log.info("LiteRT.js %s, wasm: DiT step %.3f s, whole generation %.2f s with the three loads (WebGPU: %s)",
+             version, done["seconds"]["dit_step"], done["seconds"]["generate"], done["webgpu"])
     if failed := [r for r in rows if not r["ok"]]:
         raise ParityError("web client (LiteRT.js) parity failed: " + "; ".join(
             f"{r['model']}: {r['check']} = {r['value']:.4g} (threshold >= {r['threshold']:.4g})" for r in failed))

@@ -119,16 +119,9 @@ class Cache:
         (pipeline/cluster/executor.py)."""
         t0 = time.perf_counter()
         try:
-            found = entries.find(self.store(), stage, key, self.trusted, self.cfg.signatures_needed)
-            if isinstance(found, str):
-                self._unusable(stage, found)
-                return None
-            if found is not None and (why := entries.unbound(stage, *found)):
+            found, why = entries.usable(self.store(), stage, key, self.trusted, self.cfg.signatures_needed)
+            if why:
                 self._unusable(stage, why)
-                return None
-            if found is not None and self.trusted and (
-                    why := signing.check(found[1], self.trusted, self.cfg.signatures_needed)):
-                self._unusable(stage, f"entry not signed by enough trusted keys ({why})")
                 return None
             if found is not None and self._restore(self.store(), stage, *found, t0, ran_on):
                 if ran_on is None and self.writable:

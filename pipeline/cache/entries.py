@@ -38,6 +38,21 @@ def find(store: Store, stage, key: StageKey, trusted: dict | None = None,
     return refused
 
 
+def usable(store: Store, stage, key: StageKey, trusted: dict | None = None,
+           needed: int = 1) -> tuple[tuple[StageKey, dict] | None, str | None]:
+    """The lookup a restore makes: ((key, entry), None) for an entry it may use; (None, why) for
+    one it must not (a deps record or entry not signed by `needed` trusted keys, an entry that
+    answers another question); (None, None) when the store holds nothing for this key."""
+    found = find(store, stage, key, trusted, needed)
+    if found is None or isinstance(found, str):
+        return None, found
+    if why := unbound(stage, *found):
+        return None, why
+    if trusted and (why := signing.check(found[1], trusted, needed)):
+        return None, f"entry not signed by enough trusted keys ({why})"
+    return found, None
+
+
 def unbound(stage, key: StageKey, entry: dict) -> str | None:
     """Why `entry`, found at ac/<key.action>.json, does not answer that lookup, or None. A signed
     entry stays valid wherever it is copied: one written for another action key (another

@@ -48,13 +48,10 @@ def rebuild(profile: Profile, store: Store, sample: int | None = None, signer: s
         if len(inputs) < len(stage.inputs):
             report[stage.name] = {"verdict": "inputs not in store"}
             continue
-        hit = entries.find(store, stage, StageKey(stage, keys.read_depfile(keys.depfile(profile.out, stage.name)),
-                                                  inputs), trusted, needed)
-        why = hit if isinstance(hit, str) or hit is None else entries.unbound(stage, *hit)
-        if why is None and trusted:
-            why = signing.check(hit[1], trusted, needed)
-        if hit is None or why:
-            report[stage.name] = {"verdict": "not in store" if hit is None else "untrusted", "why": why}
+        key = StageKey(stage, keys.read_depfile(keys.depfile(profile.out, stage.name)), inputs)
+        hit, why = entries.usable(store, stage, key, trusted, needed)  # as a restore looks it up
+        if hit is None:
+            report[stage.name] = {"verdict": "untrusted" if why else "not in store", "why": why}
             continue
         found[stage.name] = hit
         for role, path in stage.outputs.items():

@@ -76,10 +76,11 @@ def _cache(args) -> int:
         if args.cache_command == "keygen":
             print(signing.keygen(args.name, args.out))
             return 0
-        profile = load_profile(args.profile) if args.profile.is_file() or getattr(args, "rebuild", False) else None
+        rebuilding = getattr(args, "rebuild", False)
+        profile = load_profile(args.profile) if args.profile.is_file() or rebuilding else None
         cfg = settings(profile) if profile else None
         # A rebuild co-signs with the signing key whatever the build's mode: it writes signatures only.
-        signer, trusted = keys_of(cfg.model_copy(update={"mode": "read-write"}), profile) if cfg else (None, {})
+        signer, trusted = keys_of(cfg.model_copy(update={"mode": "read-write"}), profile) if rebuilding else (None, {})
         url = args.store or os.environ.get("SAO_LITERT_CACHE") or (cfg.url if cfg else None)
         options = cfg.options if cfg else {}
         if not url:
@@ -93,7 +94,7 @@ def _cache(args) -> int:
         if args.cache_command == "gc":
             maintenance.gc(store, args.max_bytes, args.older_than, args.dry_run)
             return 0
-        if args.rebuild:
+        if rebuilding:
             from pipeline.cache.rebuild import rebuild
             report = rebuild(profile, store, args.sample, signer, trusted, cfg.signatures_needed)
             return 1 if any(r["verdict"] in ("differs", "failed") for r in report.values()) else 0
