@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 # The build works in this file's checkout. The `doit` program loads its state-db plugin
-# (pipeline.build.statedb) before this file, from wherever the environment installed `pipeline`
+# (pipeline.orchestration.statedb) before this file, from wherever the environment installed `pipeline`
 # (an editable install points at one checkout): forget those modules, so that a second
 # worktree sharing the environment builds with its own code. doit put this folder first on sys.path.
 _here = Path(__file__).resolve().parent
@@ -23,22 +23,21 @@ for _name in [n for n, m in sys.modules.items() if n.split(".")[0] == "pipeline"
 
 from doit import get_var  # noqa: E402
 
-from pipeline.build import session  # noqa: E402
-from pipeline.build.tasks import to_task  # noqa: E402
-from pipeline.core.dag import ALIASES, stages  # noqa: E402
+from pipeline.orchestration import session  # noqa: E402
+from pipeline.orchestration.tasks import to_task  # noqa: E402
+from pipeline.core.dag import ALIASES  # noqa: E402
 
-profile = session.open_profile(get_var("profile", None))
-DOIT_CONFIG = session.doit_config(profile)
+build = session.open_build(get_var("profile", None))
+DOIT_CONFIG = session.doit_config(build)
 
 
 def task_stages():
-    table = stages(profile)
-    for stage in table:
-        yield to_task(stage, profile)
+    for stage in build.table:
+        yield to_task(stage, build)
     for name, (doc, deps) in ALIASES.items():
         yield {"basename": name, "doc": doc, "actions": None, "task_dep": deps}
-    yield session.generate_task(profile)
-    yield session.cache_stats_task(profile)
-    yield session.cache_push_task(profile, table)
-    yield session.fetch_task(profile)
-    yield from session.report_tasks(profile)
+    yield session.generate_task(build.profile)
+    yield session.cache_stats_task(build.profile)
+    yield session.cache_push_task(build)
+    yield session.fetch_task(build)
+    yield from session.report_tasks(build.profile)

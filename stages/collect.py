@@ -27,20 +27,21 @@ TOOLCHAIN = ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "on
 
 def run(inputs, outputs, config):
     source = json.loads(inputs["source"].read_text())
-    app = read_json(inputs["app"])
-    roles = {**config["files"], SPIECE: SPIECE, WEB_CONDITIONERS: WEB_CONDITIONERS}
+    app = read_json(inputs["report"])
     layout = LAYOUTS[config["layout"]]
+    sources = {**{n: inputs["app"][f["model"]] if f["variant"] is None else inputs["variants"][f["model"]][f["variant"]]
+                  for n, f in config["files"].items()}, SPIECE: inputs[SPIECE], **inputs.get("web", {})}
     files, models, app_files = {}, {}, {}
     for name, dst in outputs.items():
         if name == MANIFEST:
             continue
-        shutil.copyfile(inputs[roles[name]], dst)
+        shutil.copyfile(sources[name], dst)
         files[name] = {"xxh3_128": file_digest(dst), "bytes": dst.stat().st_size}
         if name == WEB_CONDITIONERS:
             require_contract(Model(dst), "conditioners", name, WEB_CLIENT, WEB_CONTRACTS)
-        elif name.endswith(".tflite"):
-            model, variant = roles[name].split("/")
-            if variant == "app":
+        elif name in config["files"]:
+            model, variant = config["files"][name]["model"], config["files"][name]["variant"]
+            if variant is None:  # the app set's file of this model
                 app_files[model], variant = name, app["chosen"][model]
             loaded = Model(dst)
             require_contract(loaded, model, name, layout.client)  # as the client sees the file: by position

@@ -39,18 +39,51 @@ from runtime.vocab import FORCE_FP16, LAYOUTS, ROLES as MODELS
 from stages.models.reference import Reference
 
 log = logging.getLogger("sao.select_app")
-REPORT = {"conditioners": "parity_conditioners", "dit": "parity_dit", "decoder": "parity_autoencoder"}
 SECTION = {"conditioners": "conditioners", "dit": "dit", "decoder": "autoencoder"}
 
 
 def run(inputs, outputs, config):
-    files = {m: {k.split("/", 1)[1]: Path(f) for k, f in inputs.items() if k.startswith(f"{m}/")} for m in MODELS}
-    variants, pins = {}, config["pins"]
+    files = {m: {v: Path(f) for v, f in inputs["variants"][m].items()} for m in MODELS}
     # Every gate check's value, for people (the record): two builds need not agree on a
     # float32 file's 1e-6 error, and what collect reads must be the same bytes for the same inputs.
     timings = {m: {v: {} for v in vs} for m, vs in files.items()}
+    variants, candidates = _verdicts(inputs, files, timings, config["pins"])
+    e2e = _end_to_end(inputs, files, variants, timings, candidates, config)
+    ranked = _ranked(variants, timings, candidates, e2e, config)
+    meeting = [(x, tx) for x, tx in ranked if x["meets"]]
+    if not meeting:
+        closest = sorted(ranked, key=lambda p: (_shortfall(p[0], config), _order(config)(*p)))[:3]
+        raise ParityError(
+            f"no app set meets [app] max_bytes = {config['max_bytes']}, min_latent_snr_db = "
+            f"{config['min_latent_snr_db']}, min_audio_snr_db = {config['min_audio_snr_db']} as "
+            f"{_client(config['layout'])}; closest: " + "; ".join(
+                f"{_name(x)}: {x['bytes'] / 1e6:.1f} MB, latent {x['latent_snr_db']:.2f} dB, "
+                f"audio {x['audio_snr_db']:.2f} dB" for x, _ in closest))
+    chosen, chosen_times = meeting[0]
+    chosen["chosen"] = True
     for m in MODELS:
-        report = read_json(inputs[REPORT[m]])
+        shutil.copyfile(files[m][chosen["models"][m]], outputs[m])
+    write_json(outputs["chosen"], chosen["models"])  # what the checks after this read: the set alone
+    log.info("app set (%s): %s, %.1f MB", config["objective"], _name(chosen), chosen["bytes"] / 1e6)
+    write_json(outputs["report"], {
+        "objective": config["objective"],
+        "constraints": {k: config[k] for k in ("max_bytes", "min_latent_snr_db", "min_audio_snr_db")},
+        "pins": config["pins"], "layout": config["layout"],
+        "requests": [{"prompt": p, "seconds_total": s, "seed": i} for i, (p, s) in
+                     enumerate(zip(config["prompts"], config["seconds"]))],
+        "steps": config["steps"], "threads": config["threads"], "chosen": chosen["models"],
+        "figures": {k: chosen[k] for k in ("bytes", "latent_snr_db", "audio_snr_db")},
+        "variants": variants, "combinations": [x for x, _ in ranked]})
+    measure("app", {"figures": {k: chosen_times[k] for k in ("warm_s", "first_s")},
+                    "variants": timings, "combinations": [tx for _, tx in ranked]})
+
+
+def _verdicts(inputs, files, timings, pins) -> tuple[dict, dict]:
+    """Every variant's bytes and gate verdict (its checks into `timings`), and the candidates:
+    model → the variants that passed their gate (only the pinned one, where one is)."""
+    variants = {}
+    for m in MODELS:
+        report = read_json(inputs["parity"][m])
         variants[m] = {}
         for v, f in files[m].items():
             verdict = report["variants"].get(v, {"pass": report["pass"]})
@@ -69,11 +102,16 @@ def run(inputs, outputs, config):
             if not fig["gate"]:
                 log.warning("%s %s failed its gate: left out of the choice", m, v)
         if not candidates[m]:
-            raise ParityError(f"{m}: no variant passed its gate ({', '.join(variants[m])}; see reports/{REPORT[m]}.json)")
+            raise ParityError(f"{m}: no variant passed its gate ({', '.join(variants[m])}; "
+                              f"see reports/{inputs['parity'][m].name})")
+    return variants, candidates
 
-    e2e = _end_to_end(inputs, files, variants, timings, candidates, config)
+
+def _ranked(variants, timings, candidates, e2e, config) -> list[tuple[dict, dict]]:
+    """Every candidate combination, best first by the objective: (its facts for app.json, its
+    measurements for the record), whether it meets the constraints and is on the front."""
     steps = config["steps"]
-    combos, times = [], []  # the facts (app.json) and the measurements (the record) of each
+    combos, times = [], []
     for c, d, a in product(*(candidates[m] for m in MODELS)):
         models = dict(zip(MODELS, (c, d, a)))
         figs = [timings[m][v] for m, v in models.items()]
@@ -89,39 +127,19 @@ def run(inputs, outputs, config):
         tx["front"] = x["snr_ok"] and not any(
             y["snr_ok"] and y["bytes"] <= x["bytes"] and ty["warm_s"] <= tx["warm_s"]
             and (y["bytes"], ty["warm_s"]) != (x["bytes"], tx["warm_s"]) for y, ty in zip(combos, times))
-    # "smallest" is decided by facts alone; "fastest" by this machine's timings (the README says so).
-    order = (lambda x, tx: (x["bytes"], tx["warm_s"])) if config["objective"] == "smallest" else \
-        (lambda x, tx: (tx["warm_s"], x["bytes"]))
-    ranked = sorted(zip(combos, times), key=lambda p: order(*p))
+    ranked = sorted(zip(combos, times), key=lambda p: _order(config)(*p))
     for x, tx in ranked:
         log.info("%-58s %8.1f MB %7.2f s  latent %6.2f dB  audio %6.2f dB%s%s", _name(x), x["bytes"] / 1e6,
                  tx["warm_s"], x["latent_snr_db"], x["audio_snr_db"], "  front" if tx["front"] else "",
                  "" if x["meets"] else "  (fails the constraints)")
-    constraints = {k: config[k] for k in ("max_bytes", "min_latent_snr_db", "min_audio_snr_db")}
-    meeting = [(x, tx) for x, tx in ranked if x["meets"]]
-    if not meeting:
-        closest = sorted(ranked, key=lambda p: (_shortfall(p[0], config), order(*p)))[:3]
-        raise ParityError(
-            f"no app set meets [app] max_bytes = {config['max_bytes']}, min_latent_snr_db = "
-            f"{config['min_latent_snr_db']}, min_audio_snr_db = {config['min_audio_snr_db']} as "
-            f"{_client(config['layout'])}; closest: " + "; ".join(
-                f"{_name(x)}: {x['bytes'] / 1e6:.1f} MB, latent {x['latent_snr_db']:.2f} dB, "
-                f"audio {x['audio_snr_db']:.2f} dB" for x, _ in closest))
-    chosen, chosen_times = meeting[0]
-    chosen["chosen"] = True
-    for m in MODELS:
-        shutil.copyfile(files[m][chosen["models"][m]], outputs[m])
-    write_json(outputs["chosen"], chosen["models"])  # what the checks after this read: the set alone
-    log.info("app set (%s): %s, %.1f MB", config["objective"], _name(chosen), chosen["bytes"] / 1e6)
-    write_json(outputs["report"], {
-        "objective": config["objective"], "constraints": constraints, "pins": pins, "layout": config["layout"],
-        "requests": [{"prompt": p, "seconds_total": s, "seed": i} for i, (p, s) in
-                     enumerate(zip(config["prompts"], config["seconds"]))],
-        "steps": steps, "threads": config["threads"], "chosen": chosen["models"],
-        "figures": {k: chosen[k] for k in ("bytes", "latent_snr_db", "audio_snr_db")},
-        "variants": variants, "combinations": [x for x, _ in ranked]})
-    measure("app", {"figures": {k: chosen_times[k] for k in ("warm_s", "first_s")},
-                    "variants": timings, "combinations": [tx for _, tx in ranked]})
+    return ranked
+
+
+def _order(config):
+    """"smallest" is decided by facts alone; "fastest" by this machine's timings (the README says so)."""
+    if config["objective"] == "smallest":
+        return lambda x, tx: (x["bytes"], tx["warm_s"])
+    return lambda x, tx: (tx["warm_s"], x["bytes"])
 
 
 def _fact(snr_db: float) -> float:
@@ -222,8 +240,7 @@ def _end_to_end(inputs, files, variants, timings, candidates, config) -> dict:
 def _references(inputs, config) -> list[dict]:
     """The requests through the PyTorch modules (freed on return): the conditioners' arguments,
     noise, latent, audio."""
-    ref = Reference(inputs["cond_shard"], inputs["t5_config"], inputs["dit_shard"], inputs["decoder_shard"],
-                    inputs["spiece"])
+    ref = Reference.of(inputs["reference"])
     requests = []
     for i, (prompt, seconds) in enumerate(zip(config["prompts"], config["seconds"])):
         noise = ping_pong.noises(i, ref.latent_shape, config["steps"])

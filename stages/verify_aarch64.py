@@ -48,98 +48,34 @@ def run(inputs, outputs, config):
                          "run `./dev aarch64`, or set [targets] aarch64 = false to build without this check")
     source = json.loads(inputs["source"].read_text())
     chosen = json.loads(inputs["chosen"].read_text())
-    for m in APP_FILES:  # the app set by position first: a broken order is one line, not a crash
-        client.require_contract(Model(inputs[f"app_{m}"]), m, inputs[f"app_{m}"], LAYOUTS[config["layout"]].client)
-    feeds, refs, invokes = {}, {}, []
-
-    def invoke(case, model, feed, flags=None):
-        names = {}
-        for name, value in feed.items():
-            names[name] = f"{case}/{name}"
-            feeds[names[name]] = np.asarray(value)
-        invokes.append({"id": case, "model": model, "inputs": names, "xnnpack_flags": flags})
-
-    # Conditioners: the profile's prompts and seconds; float32, float16, the app's.
-    ref = Reference(inputs["cond_shard"], inputs["t5_config"], inputs["dit_shard"], inputs["decoder_shard"],
-                    inputs["spiece"])
-    cond_files = {q: f"cond_{q}.tflite" for q in ("float32", "float16") if f"cond_{q}" in inputs}
-    if chosen["conditioners"] not in cond_files:
-        cond_files[chosen["conditioners"]] = APP_FILES["conditioners"]
-    cond_feeds = []
-    for i, (prompt, seconds) in enumerate(zip(config["prompts"], config["seconds"])):
-        ids, mask = ref.tokenizer(prompt)
-        refs[f"cond{i}"] = [t.numpy() for t in ref.condition(prompt, seconds)]
-        cond_feeds.append({"input_ids": ids, "attention_mask": mask, "seconds_total": np.array([seconds], np.float32)})
-    for q, name in cond_files.items():  # one model's invokes together: the emulated process loads it once
-        for i, feed in enumerate(cond_feeds):
-            invoke(f"cond{i}_{q}", name, feed)
-    # DiT: seeded inputs across the sampler's schedule (as verify_dit).
-    dit_model, dit_example = ref.dit, ref.dit_example
-    ts, g = ping_pong.schedule(8)[:-1], np.random.default_rng(1234)
-    for i in range(config["dit_cases"]):
-        feed = {k: g.standard_normal(v.shape).astype(np.float32) for k, v in dit_example.items()}
-        feed["t"] = np.array([ts[i * (len(ts) - 1) // max(1, config["dit_cases"] - 1)]], np.float32)
-        with torch.no_grad():
-            refs[f"dit{i}"] = dit_model(**{k: torch.from_numpy(v) for k, v in feed.items()}).numpy()
-        invoke(f"dit{i}", APP_FILES["dit"], feed)
-    # Decoders: unit-variance latents (as verify_autoencoder); the app's again with FORCE_FP16.
-    dec, dec_example = ref.decoder, ref.decoder_example
-    g = np.random.default_rng(4321)
-    latents = [g.standard_normal(dec_example["latent"].shape).astype(np.float32) for _ in range(config["latents"])]
-    for i, z in enumerate(latents):
-        with torch.no_grad():
-            refs[f"dec{i}"] = dec(torch.from_numpy(z)).numpy()
-    for q in config["decoders"]:  # one model's invokes together, as the conditioners'
-        for i, z in enumerate(latents):
-            invoke(f"dec{i}_{q}", f"decoder_{q}.tflite", {"latent": z})
-    for i, z in enumerate(latents):
-        invoke(f"dec{i}_fp16", APP_FILES["decoder"], {"latent": z}, LAYOUTS["arm"].xnnpack_flags["decoder"])
-
+    for m, path in inputs["app"].items():  # the app set by position first: a broken order is one line, not a crash
+        client.require_contract(Model(path), m, path, LAYOUTS[config["layout"]].client)
+    ref = Reference.of(inputs["reference"])
+    plan = _Plan()
+    cond_files = _conditioners(plan, ref, inputs.get("conditioners", {}), chosen, config)
+    _dit(plan, ref, config)
+    _decoders(plan, ref, config)
+    steps, generation = config["steps"], None
     with tempfile.TemporaryDirectory() as tmp:
         work, bundle = Path(tmp), Path(tmp) / "bundle"
         _bundle(inputs, bundle, config, cond_files)
-        request = {"bundle": str(bundle), "threads": config["threads"], "invokes": invokes, "generate": None}
-        steps = config["steps"]
+        request = {"bundle": str(bundle), "threads": config["threads"], "invokes": plan.invokes, "generate": None}
         if steps:
             noise = ping_pong.noises(0, [1, source["latent_channels"], source["latent_frames"]], steps)
-            feeds.update({f"noise/{i}": n for i, n in enumerate(noise)})
+            plan.feeds.update({f"noise/{i}": n for i, n in enumerate(noise)})
             prompt, seconds = config["prompts"][0], config["seconds"][0]
             request["generate"] = {"files": APP_FILES, "layout": config["layout"], "prompt": prompt,
                                    "seconds": seconds, "steps": steps, "noise": [f"noise/{i}" for i in range(len(noise))]}
-            x86_audio, x86_latent = client.generate({r: bundle / f for r, f in APP_FILES.items()}, bundle / SPIECE,
-                                                    prompt, seconds, noise, steps, config["threads"], config["layout"])
-            ref_audio, ref_latent = ref.generate(prompt, seconds, noise, steps)
-        np.savez(work / "inputs.npz", **feeds)
+            generation = {"x86": client.generate({r: bundle / f for r, f in APP_FILES.items()}, bundle / SPIECE, prompt,
+                                                 seconds, noise, steps, config["threads"], config["layout"]),
+                          "PyTorch": ref.generate(prompt, seconds, noise, steps)}
+        np.savez(work / "inputs.npz", **plan.feeds)
         (work / "request.json").write_text(json.dumps(request))
         result, got = _emulated(work, userland, config["threads"], config["cpu"])
     if result["machine"] != "aarch64":
         raise RuntimeError(f"the emulated process reports machine {result['machine']!r}, not aarch64")
-
-    checks, gates = [], config["gates"]
-    for q in cond_files:
-        for o in COND_OUT:
-            w = worst([metrics(refs[f"cond{i}"][COND_OUT.index(o)], got[f"cond{i}_{q}/{o}"])
-                       for i in range(len(config["prompts"]))])
-            checks.append(("conditioners", f"{q} {o} rel. error", w["rel"], "<=", config["max_rel_cond_fp32"])
-                          if q == "float32" else
-                          ("conditioners", f"{q} {o} SNR dB", w["snr_db"], ">=", gates["conditioners"][q]))
-    w = worst([metrics(refs[f"dit{i}"], _only(got, f"dit{i}")) for i in range(config["dit_cases"])])
-    checks.append(("dit", f"{chosen['dit']} SNR dB", w["snr_db"], ">=", gates["dit"][chosen["dit"]]))
-    for q in config["decoders"]:
-        w = worst([metrics(refs[f"dec{i}"], _only(got, f"dec{i}_{q}")) for i in range(len(latents))])
-        checks.append(("decoder", f"{q} audio SNR dB", w["snr_db"], ">=", gates["decoder"][q]))
-    w = worst([metrics(refs[f"dec{i}"], _only(got, f"dec{i}_fp16")) for i in range(len(latents))])
-    checks.append(("decoder", f"{chosen['decoder']} with FORCE_FP16 audio SNR dB", w["snr_db"], ">=",
-                   config["min_snr_fp16_db"]))
-    if steps:
-        for what, ref, x86, arm in (("latent", ref_latent, x86_latent, got["generate/latent"]),
-                                    ("audio", ref_audio, x86_audio, got["generate/audio"])):
-            checks.append(("generation", f"{steps}-step {what} SNR dB vs PyTorch", metrics(ref, arm)["snr_db"], ">=",
-                           config[f"min_{what}_snr_db"]))
-            checks.append(("generation", f"{steps}-step {what} SNR dB vs x86", metrics(x86, arm)["snr_db"], ">=",
-                           config[f"min_{what}_snr_vs_x86_db"]))
     rows = [{"model": m, "check": c, "value": v, "op": op, "threshold": t, "ok": bool(v <= t if op == "<=" else v >= t)}
-            for m, c, v, op, t in checks]
+            for m, c, v, op, t in _checks(plan.refs, got, cond_files, chosen, generation, config)]
     report = {"machine": result["machine"], "runtime": {"python": result["python"], **result["versions"],
                                                         "emulator": f"qemu-user {config['toolchain']['qemu']}",
                                                         "cpu": config["cpu"]},
@@ -153,6 +89,95 @@ def run(inputs, outputs, config):
         raise ParityError("aarch64 parity failed: " + "; ".join(
             f"{r['model']}: {r['check']} = {r['value']:.4g} (threshold {r['op']} {r['threshold']:.4g})" for r in failed))
 
+
+class _Plan:
+    """What the emulated process runs: its invokes, their inputs (feeds) and the PyTorch outputs
+    they are checked against (refs), by case."""
+    def __init__(self):
+        self.feeds, self.refs, self.invokes = {}, {}, []
+
+    def invoke(self, case, model, feed, flags=None):
+        names = {}
+        for name, value in feed.items():
+            names[name] = f"{case}/{name}"
+            self.feeds[names[name]] = np.asarray(value)
+        self.invokes.append({"id": case, "model": model, "inputs": names, "xnnpack_flags": flags})
+
+
+def _conditioners(plan: _Plan, ref: Reference, files: dict, chosen: dict, config) -> dict[str, str]:
+    """The profile's prompts and seconds through float32, float16 and the app's conditioners:
+    precision → the file's name in the checked folder."""
+    cond_files = {q: f"cond_{q}.tflite" for q in files}
+    if chosen["conditioners"] not in cond_files:
+        cond_files[chosen["conditioners"]] = APP_FILES["conditioners"]
+    cond_feeds = []
+    for i, (prompt, seconds) in enumerate(zip(config["prompts"], config["seconds"])):
+        ids, mask = ref.tokenizer(prompt)
+        plan.refs[f"cond{i}"] = [t.numpy() for t in ref.condition(prompt, seconds)]
+        cond_feeds.append({"input_ids": ids, "attention_mask": mask, "seconds_total": np.array([seconds], np.float32)})
+    for q, name in cond_files.items():  # one model's invokes together: the emulated process loads it once
+        for i, feed in enumerate(cond_feeds):
+            plan.invoke(f"cond{i}_{q}", name, feed)
+    return cond_files
+
+
+def _dit(plan: _Plan, ref: Reference, config):
+    """The app's DiT on seeded inputs across the sampler's schedule (as verify_dit)."""
+    ts, g = ping_pong.schedule(8)[:-1], np.random.default_rng(1234)
+    for i in range(config["dit_cases"]):
+        feed = {k: g.standard_normal(v.shape).astype(np.float32) for k, v in ref.dit_example.items()}
+        feed["t"] = np.array([ts[i * (len(ts) - 1) // max(1, config["dit_cases"] - 1)]], np.float32)
+        with torch.no_grad():
+            plan.refs[f"dit{i}"] = ref.dit(**{k: torch.from_numpy(v) for k, v in feed.items()}).numpy()
+        plan.invoke(f"dit{i}", APP_FILES["dit"], feed)
+
+
+def _decoders(plan: _Plan, ref: Reference, config):
+    """Unit-variance latents (as verify_autoencoder) through every decoder asked for, and the app's
+    again as the Arm app runs it (FORCE_FP16)."""
+    g = np.random.default_rng(4321)
+    latents = [g.standard_normal(ref.decoder_example["latent"].shape).astype(np.float32) for _ in range(config["latents"])]
+    for i, z in enumerate(latents):
+        with torch.no_grad():
+            plan.refs[f"dec{i}"] = ref.decoder(torch.from_numpy(z)).numpy()
+    for q in config["decoders"]:  # one model's invokes together, as the conditioners'
+        for i, z in enumerate(latents):
+            plan.invoke(f"dec{i}_{q}", f"decoder_{q}.tflite", {"latent": z})
+    for i, z in enumerate(latents):
+        plan.invoke(f"dec{i}_fp16", APP_FILES["decoder"], {"latent": z}, LAYOUTS["arm"].xnnpack_flags["decoder"])
+
+
+def _checks(refs, got, cond_files, chosen, generation, config) -> list[tuple]:
+    """(model, check, value, op, threshold) for every output the emulated process returned."""
+    checks, gates = [], config["gates"]
+    for q in cond_files:
+        for o in COND_OUT:
+            w = worst([metrics(refs[f"cond{i}"][COND_OUT.index(o)], got[f"cond{i}_{q}/{o}"])
+                       for i in range(len(config["prompts"]))])
+            checks.append(("conditioners", f"{q} {o} rel. error", w["rel"], "<=", config["max_rel_cond_fp32"])
+                          if q == "float32" else
+                          ("conditioners", f"{q} {o} SNR dB", w["snr_db"], ">=", gates["conditioners"][q]))
+    w = worst([metrics(refs[f"dit{i}"], _only(got, f"dit{i}")) for i in range(config["dit_cases"])])
+    checks.append(("dit", f"{chosen['dit']} SNR dB", w["snr_db"], ">=", gates["dit"][chosen["dit"]]))
+    for q in config["decoders"]:
+        w = worst([metrics(refs[f"dec{i}"], _only(got, f"dec{i}_{q}")) for i in range(config["latents"])])
+        checks.append(("decoder", f"{q} audio SNR dB", w["snr_db"], ">=", gates["decoder"][q]))
+    w = worst([metrics(refs[f"dec{i}"], _only(got, f"dec{i}_fp16")) for i in range(config["latents"])])
+    checks.append(("decoder", f"{chosen['decoder']} with FORCE_FP16 audio SNR dB", w["snr_db"], ">=",
+                   config["min_snr_fp16_db"]))
+    if generation:
+        steps = config["steps"]
+        (ref_audio, ref_latent), (x86_audio, x86_latent) = generation["PyTorch"], generation["x86"]
+        for what, ref, x86, arm, limit, limit_x86 in (
+                ("latent", ref_latent, x86_latent, got["generate/latent"], config["min_latent_snr_db"],
+                 config["min_latent_snr_vs_x86_db"]),
+                ("audio", ref_audio, x86_audio, got["generate/audio"], config["min_audio_snr_db"],
+                 config["min_audio_snr_vs_x86_db"])):
+            checks.append(("generation", f"{steps}-step {what} SNR dB vs PyTorch", metrics(ref, arm)["snr_db"], ">=", limit))
+            checks.append(("generation", f"{steps}-step {what} SNR dB vs x86", metrics(x86, arm)["snr_db"], ">=", limit_x86))
+    return checks
+
+
 def _only(got: dict, case: str) -> np.ndarray:
     (value,) = (v for k, v in got.items() if k.startswith(f"{case}/"))
     return value
@@ -161,11 +186,11 @@ def _only(got: dict, case: str) -> np.ndarray:
 def _bundle(inputs, bundle: Path, config, cond_files):
     """The files to check, linked into one folder: the app set under role names."""
     bundle.mkdir()
-    files = {**{name: f"app_{m}" for m, name in APP_FILES.items()}, SPIECE: "spiece",
-             **{name: f"cond_{q}" for q, name in cond_files.items() if name not in APP_FILES.values()},
-             **{f"decoder_{q}.tflite": f"decoder_{q}" for q in config["decoders"]}}
-    for name, role in files.items():
-        os.symlink(Path(inputs[role]).resolve(), bundle / name)
+    files = {**{name: inputs["app"][m] for m, name in APP_FILES.items()}, SPIECE: inputs["reference"]["spiece"],
+             **{name: inputs["conditioners"][q] for q, name in cond_files.items() if name not in APP_FILES.values()},
+             **{f"decoder_{q}.tflite": inputs["decoders"][q] for q in config["decoders"]}}
+    for name, path in files.items():
+        os.symlink(Path(path).resolve(), bundle / name)
 
 
 def _emulated(work: Path, userland: Path, threads: int, cpu: str) -> tuple[dict, dict]:

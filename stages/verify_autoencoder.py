@@ -19,7 +19,7 @@ log = logging.getLogger("sao.verify_autoencoder")
 
 def run(inputs, outputs, config):
     model, example = from_shard(inputs["shard"])
-    lite = Model(inputs["tflite"])
+    lite = Model(inputs["variants"]["float32"])
     g = np.random.default_rng(4321)
     latents = [g.standard_normal(example["latent"].shape).astype(np.float32) for _ in range(2)]
     with torch.no_grad():
@@ -41,7 +41,7 @@ def run(inputs, outputs, config):
             report["gated_by"] = "SNR vs fp64: the fp32 reference itself is above the relative tolerance"
             checks = [("SNR dB vs fp64 decoder", report["vs_float64"]["worst"]["snr_db"], ">=", config["min_snr_db"])]
     for v, limit in config["variants"].items():  # gated against the PyTorch decoder like the float file
-        q = Model(inputs[v])
+        q = Model(inputs["variants"][v])
         vs = [metrics(r, next(iter(q(latent=z).values()))) for r, z in zip(refs, latents)]
         report[v] = {"worst": worst(vs), "cases": vs}
         checks.append((f"{v} audio SNR dB", report[v]["worst"]["snr_db"], ">=", limit, v))

@@ -20,7 +20,7 @@ OUTPUTS = ["cross_attention_input", "cross_attention_mask", "global_cond"]
 def run(inputs, outputs, config):
     model, example = from_shard(inputs["shard"], inputs["t5_config"])
     tok = Tokenizer(inputs["spiece"], example[0].shape[1])
-    lite = {v: Model(inputs[v]) for v in ("float32", *config["variants"])}
+    lite = {v: Model(inputs["variants"][v]) for v in ("float32", *config["variants"])}
     cases = {p: {o: [] for o in OUTPUTS} for p in lite}
     for prompt, seconds in zip(config["prompts"], config["seconds"]):
         ids, mask = tok(prompt)

@@ -29,7 +29,7 @@ def run(inputs, outputs, config):
         feeds.append(feed)
     report = {}
     for name in ("float32", *config["variants"]):  # one model in memory at a time (1.4 GB at real size)
-        lite = Model(inputs[name])
+        lite = Model(inputs["variants"][name])
         cases = [metrics(ref, next(iter(lite(**feed).values()))) for ref, feed in zip(refs, feeds)]
         report[name] = {"worst": worst(cases), "cases": cases}
         del lite

@@ -43,67 +43,32 @@ CHROMIUM = ("chromium", "chromium-browser")
 
 
 def run(inputs, outputs, config):
-    runtime_js = WEB / "node_modules" / "@litertjs" / "core" / "package.json"
-    if not runtime_js.is_file():
-        raise InputError(None, "targets.web", f"LiteRT.js is not installed ({runtime_js.parent} is missing): run "
-                         "`./dev env`, or set [targets] web = false to build without this check")
-    browser = next((b for b in map(shutil.which, CHROMIUM) if b), None)
-    if browser is None:
-        raise InputError(None, "targets.web", "no Chromium on this machine (apt-get install chromium), or set "
-                         "[targets] web = false to build without this check")
-    version = json.loads(runtime_js.read_text())["version"]
-    models = {m: Model(inputs[m]) for m in ROLES}  # this runtime on x86, the web's reference
+    browser, version = _installed()
+    app = inputs["app"]
+    models = {m: Model(app[m]) for m in ROLES}  # this runtime on x86, the web's reference
     for m, model in models.items():  # by position first: a broken order is one line, not a crash in the browser
-        client.require_contract(model, m, inputs[m], WEB_CLIENT, WEB_CONTRACTS)
-    ref = Reference(inputs["cond_shard"], inputs["t5_config"], inputs["dit_shard"], inputs["decoder_shard"],
-                    inputs["spiece"])
-    prompt, seconds, steps = config["prompt"], config["seconds"], config["steps"]
-    ids, mask = (a.astype(np.int32) for a in ref.tokenizer(prompt))
-    g = np.random.default_rng(1234)
-    dit_case = {k: g.standard_normal(v.shape).astype(np.float32) for k, v in ref.dit_example.items()}
-    dit_case["t"] = np.array([ping_pong.schedule(8)[3]], np.float32)
-    named = {"conditioners": {"input_ids": ids, "attention_mask": mask,
-                              "seconds_total": np.array([seconds], np.float32)},
-             "dit": dit_case,
-             "decoder": {"latent": g.standard_normal(ref.latent_shape).astype(np.float32)}}
-    feeds = {m: [named[m][t.name] for t in WEB_CONTRACTS[m].inputs] for m in ROLES}  # by position
+        client.require_contract(model, m, app[m], WEB_CLIENT, WEB_CONTRACTS)
+    ref = Reference.of(inputs["reference"])
+    feeds = _feeds(ref, config)
     x86 = {m: models[m].by_position(*feeds[m]) for m in ROLES}
-    noise = ping_pong.noises(0, ref.latent_shape, steps)
-    ref_audio, ref_latent = ref.generate(prompt, seconds, noise, steps)
-
-    arrays = {f"{m}/{i}": a for m in ROLES for i, a in enumerate(feeds[m])}
-    arrays |= {f"noise/{i}": n for i, n in enumerate(noise)}
-    spec = {k: {"data": f"/in/{k}", "dtype": a.dtype.name, "shape": list(a.shape)} for k, a in arrays.items()}
-    cond_out = [t.name for t in WEB_CONTRACTS["conditioners"].outputs]
-    job = {"wasm": "/node_modules/@litertjs/core/wasm/", "accelerator": "wasm",
-           "invokes": [{"id": m, "file": f"/model/{m}", "inputs": [spec[f"{m}/{i}"] for i in range(len(feeds[m]))]}
-                       for m in ROLES],
-           "generate": {"files": {m: f"/model/{m}" for m in ROLES}, "ids": spec["conditioners/0"],
-                        "mask": spec["conditioners/1"], "seconds": seconds, "steps": steps,
-                        "schedule": [float(t) for t in ping_pong.schedule(steps)],
-                        "noise": [spec[f"noise/{i}"] for i in range(len(noise))],
-                        "cross_at": client.CROSS_AT, "global_at": client.GLOBAL_AT,
-                        "cross_shape": list(x86["conditioners"][client.CROSS_AT].shape),
-                        "global_shape": list(x86["conditioners"][client.GLOBAL_AT].shape),
-                        "latent_shape": ref.latent_shape}}
-    files = {f"/model/{m}": Path(inputs[m]) for m in ROLES}
-    done, got = _in_browser(browser, job, files, arrays, config["timeout_s"])
+    noise = ping_pong.noises(0, ref.latent_shape, config["steps"])
+    ref_audio, ref_latent = ref.generate(config["prompt"], config["seconds"], noise, config["steps"])
+    arrays, job = _job(feeds, noise, x86, ref.latent_shape, config)
+    done, got = _in_browser(browser, job, {f"/model/{m}": Path(app[m]) for m in ROLES}, arrays, config["timeout_s"])
     if done.get("error"):
         raise RuntimeError(f"LiteRT.js in Chromium, {done['doing']}: {done['error'].splitlines()[0]}")
 
     def out(key, like):
         return np.frombuffer(got[key], like.dtype).reshape(like.shape)
-    checks = []
-    for m in ROLES:
-        for i, expected in enumerate(x86[m]):
-            name = cond_out[i] if m == "conditioners" else "output"
-            checks.append((m, f"{name} SNR dB vs this runtime (x86)", metrics(expected, out(f"{m}/{i}", expected))["snr_db"],
-                           config["min_snr_db"]))
-    latent, audio = out("generate/0", ref_latent), out("generate/1", ref_audio.reshape(-1)).reshape(ref_audio.shape)
-    checks.append(("generation", f"{steps}-step latent SNR dB vs PyTorch", metrics(ref_latent, latent)["snr_db"],
-                   config["min_latent_snr_db"]))
-    checks.append(("generation", f"{steps}-step audio SNR dB vs PyTorch", metrics(ref_audio, audio)["snr_db"],
-                   config["min_audio_snr_db"]))
+    cond_out = [t.name for t in WEB_CONTRACTS["conditioners"].outputs]
+    checks = [(m, f"{cond_out[i] if m == 'conditioners' else 'output'} SNR dB vs this runtime (x86)",
+               metrics(expected, out(f"{m}/{i}", expected))["snr_db"], config["min_snr_db"])
+              for m in ROLES for i, expected in enumerate(x86[m])]
+    steps = config["steps"]
+    for i, (what, expected, limit) in enumerate((("latent", ref_latent, config["min_latent_snr_db"]),
+                                                 ("audio", ref_audio, config["min_audio_snr_db"]))):
+        got_i = out(f"generate/{i}", expected.reshape(-1)).reshape(expected.shape)
+        checks.append(("generation", f"{steps}-step {what} SNR dB vs PyTorch", metrics(expected, got_i)["snr_db"], limit))
     rows = [{"model": m, "check": c, "value": v, "op": ">=", "threshold": t, "ok": bool(v >= t)} for m, c, v, t in checks]
     for r in rows:
         log.info("%-12s %-46s %10.4g >= %-8.4g %s", r["model"], r["check"], r["value"], r["threshold"],
@@ -117,6 +82,52 @@ def run(inputs, outputs, config):
     if failed := [r for r in rows if not r["ok"]]:
         raise ParityError("web client (LiteRT.js) parity failed: " + "; ".join(
             f"{r['model']}: {r['check']} = {r['value']:.4g} (threshold >= {r['threshold']:.4g})" for r in failed))
+
+
+def _installed() -> tuple[str, str]:
+    """(Chromium's path, LiteRT.js's version), or one error line saying what to install."""
+    runtime_js = WEB / "node_modules" / "@litertjs" / "core" / "package.json"
+    if not runtime_js.is_file():
+        raise InputError(None, "targets.web", f"LiteRT.js is not installed ({runtime_js.parent} is missing): run "
+                         "`./dev env`, or set [targets] web = false to build without this check")
+    browser = next((b for b in map(shutil.which, CHROMIUM) if b), None)
+    if browser is None:
+        raise InputError(None, "targets.web", "no Chromium on this machine (apt-get install chromium), or set "
+                         "[targets] web = false to build without this check")
+    return browser, json.loads(runtime_js.read_text())["version"]
+
+
+def _feeds(ref: Reference, config) -> dict[str, list[np.ndarray]]:
+    """Each model's inputs, in its web contract's order: the prompt's, one DiT case, one latent."""
+    ids, mask = (a.astype(np.int32) for a in ref.tokenizer(config["prompt"]))
+    g = np.random.default_rng(1234)
+    dit_case = {k: g.standard_normal(v.shape).astype(np.float32) for k, v in ref.dit_example.items()}
+    dit_case["t"] = np.array([ping_pong.schedule(8)[3]], np.float32)
+    named = {"conditioners": {"input_ids": ids, "attention_mask": mask,
+                              "seconds_total": np.array([config["seconds"]], np.float32)},
+             "dit": dit_case,
+             "decoder": {"latent": g.standard_normal(ref.latent_shape).astype(np.float32)}}
+    return {m: [named[m][t.name] for t in WEB_CONTRACTS[m].inputs] for m in ROLES}
+
+
+def _job(feeds, noise, x86, latent_shape, config) -> tuple[dict, dict]:
+    """What the page fetches: (URL key → array, job.json): each model's invoke, then the generation."""
+    arrays = {f"{m}/{i}": a for m in ROLES for i, a in enumerate(feeds[m])}
+    arrays |= {f"noise/{i}": n for i, n in enumerate(noise)}
+    spec = {k: {"data": f"/in/{k}", "dtype": a.dtype.name, "shape": list(a.shape)} for k, a in arrays.items()}
+    steps = config["steps"]
+    return arrays, {
+        "wasm": "/node_modules/@litertjs/core/wasm/", "accelerator": "wasm",
+        "invokes": [{"id": m, "file": f"/model/{m}", "inputs": [spec[f"{m}/{i}"] for i in range(len(feeds[m]))]}
+                    for m in ROLES],
+        "generate": {"files": {m: f"/model/{m}" for m in ROLES}, "ids": spec["conditioners/0"],
+                     "mask": spec["conditioners/1"], "seconds": config["seconds"], "steps": steps,
+                     "schedule": [float(t) for t in ping_pong.schedule(steps)],
+                     "noise": [spec[f"noise/{i}"] for i in range(len(noise))],
+                     "cross_at": client.CROSS_AT, "global_at": client.GLOBAL_AT,
+                     "cross_shape": list(x86["conditioners"][client.CROSS_AT].shape),
+                     "global_shape": list(x86["conditioners"][client.GLOBAL_AT].shape),
+                     "latent_shape": latent_shape}}
 
 
 def _version(browser: str) -> str:

@@ -4,8 +4,8 @@ import xxhash
 from doit.dependency import MD5Checker
 
 from pipeline.core.hashing import file_digest
-from pipeline.build import checker
-from pipeline.build.checker import XXH3Checker
+from pipeline.orchestration import checker
+from pipeline.orchestration.checker import XXH3Checker
 from pipeline.cache import remote
 
 
@@ -53,16 +53,15 @@ def test_no_md5_in_up_to_date_path():
         assert "config_changed" not in text and "md5(" not in text.lower(), f
 
 
-def test_checker_sees_a_file_kept_in_the_cache(tmp_path, monkeypatch):
+def test_checker_sees_a_file_kept_in_the_cache(tmp_path):
     """A restore recorded the file instead of downloading it: doit sees it existing, with the
     recorded size and digest; once it comes to disk with those bytes, it is unchanged."""
-    monkeypatch.setattr(checker, "_active", None)
     data = b"0123456789"
     f, other = tmp_path / "dit" / "x.bin", tmp_path / "other.bin"
     other.write_bytes(data)
-    remote.registry(tmp_path).add(f, file_digest(other), len(data))
-    checker.activate(tmp_path)
-    c = XXH3Checker()
+    reg = remote.Registry(tmp_path)
+    reg.add(f, file_digest(other), len(data))
+    c = checker.checker_for(reg)()
     assert c.exists(str(f)) and not f.exists()
     assert c.info(str(f)).st_size == 10
     state = c.get_state(str(f), None)
@@ -73,11 +72,11 @@ def test_checker_sees_a_file_kept_in_the_cache(tmp_path, monkeypatch):
 
     f.parent.mkdir()
     f.write_bytes(data)  # on disk now: the file wins over the record
-    assert remote.registry(tmp_path).get(f) is None
+    assert reg.get(f) is None
     assert not c.check_modified(str(f), os.stat(f), state)
     f.write_bytes(b"9876543210")
     assert c.check_modified(str(f), os.stat(f), state)
     f.unlink()
     assert c.exists(str(f))  # gone from disk: the record stands again
-    remote.registry(tmp_path).drop([f])
+    reg.drop([f])
     assert not c.exists(str(f))

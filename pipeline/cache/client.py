@@ -18,7 +18,6 @@ from pathlib import Path
 
 from pipeline.core import atomic, keys
 from pipeline.core.config import CacheSettings, Profile
-from pipeline.core.dag import stages
 from pipeline.core.errors import InputError
 from pipeline.core.hashing import file_digest
 from pipeline.core.keys import StageKey
@@ -87,16 +86,18 @@ def stats_path(profile: Profile):
 
 
 class Cache:
-    def __init__(self, profile: Profile):
+    """One build's cache client (pipeline/orchestration/context.py makes it): doit's threads share its
+    store, warnings and stats."""
+    def __init__(self, profile: Profile, table, registry: remote.Registry):
         self.cfg = settings(profile)
-        self.profile = profile
+        self.profile, self.registry = profile, registry
         self.signer, self.trusted = keys_of(self.cfg, profile)
         self._store = None
         self._lock = threading.Lock()
         self.bad: set[str] = set()  # blobs found corrupt: replaced on upload
         self._local: dict = {}      # digest → a file restored in this process
         self._uploader = None
-        self._consumed = remote.consumed(stages(profile)) if self.cfg.download == "toplevel" else set()
+        self._consumed = remote.consumed(table) if self.cfg.download == "toplevel" else set()
         # Made at a build's first stage action: the record describes the last build that ran
         # something (a no-op `doit` or `doit report` keeps it).
         self.stats = {"url": redact(self.cfg.url or ""), "mode": self.cfg.mode, "hits": 0, "misses": 0,
@@ -153,7 +154,7 @@ class Cache:
             return
         try:
             sent = entries.publish(self.store(), stage, key, self.log_file(stage),
-                                   remote.registry(self.profile.out), replace=self.bad, signer=self.signer)
+                                   self.registry, replace=self.bad, signer=self.signer)
         except PermissionError as e:
             self._read_only(e)
             return
@@ -184,7 +185,7 @@ class Cache:
                     want[role] = (entry[role], path)
         except (KeyError, TypeError):
             return self._unusable(stage, f"entry ac/{key.action}.json is malformed")
-        reg = remote.registry(self.profile.out)
+        reg = self.registry
         here = {role for role, (blob, path) in want.items() if _holds(path, blob)}
         # Toplevel: what another stage reads stays in the store until a stage that runs needs it.
         keep = {role for role, (_, path) in want.items() if path in self._consumed} - here
@@ -244,7 +245,7 @@ class Cache:
             self._fail(e)
             return False
         try:
-            self._place(tmp, path, digest, remote.registry(self.profile.out))
+            self._place(tmp, path, digest, self.registry)
         finally:
             tmp.unlink(missing_ok=True)
         log.info("  %s: fetched %s from the cache (%.1f MB, %.1f s)", stage.name, path.name,
@@ -359,20 +360,3 @@ class Cache:
 def _holds(path, blob: dict) -> bool:
     """The file is already on disk with the blob's bytes."""
     return path.is_file() and path.stat().st_size == blob["size"] and file_digest(path) == blob["digest"]
-
-
-_caches: dict[str, Cache] = {}
-_caches_lock = threading.Lock()
-
-
-def existing(profile: Profile) -> Cache | None:
-    """The profile's Cache if this process has made one (a build has started a stage action)."""
-    return _caches.get(profile.name)
-
-
-def for_profile(profile: Profile) -> Cache:
-    """One Cache per profile and process: doit's threads share its store, warnings and stats."""
-    with _caches_lock:
-        if profile.name not in _caches:
-            _caches[profile.name] = Cache(profile)
-        return _caches[profile.name]

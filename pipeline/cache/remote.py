@@ -4,10 +4,10 @@ Bazel's `--remote_download_outputs=toplevel`.
 With `[cache] download = "toplevel"` (the default) a stage restored from the cache downloads only
 the files no stage reads (the bundle, the reports, its log). Each output another stage reads is
 recorded here instead, once the store has shown its blob: path → XXH3-128 digest and size, in
-`artifacts/<profile>/.remote.json`. doit's checker (pipeline/build/checker.py) sees a recorded
+`artifacts/<profile>/.remote.json`. doit's checker (pipeline/orchestration/checker.py) sees a recorded
 path as an existing file with that digest, so a build whose stages all restore moves only the
 final bytes. A stage that has to run reads its recorded inputs in first, or has their producer
-run again (`materialize`, pipeline/build/tasks.py). A file on disk always wins over a record."""
+run again (`materialize`, pipeline/orchestration/tasks.py). A file on disk always wins over a record."""
 import json
 import os
 import threading
@@ -52,18 +52,6 @@ class Registry:
             for k in drop:
                 self._files.pop(k, None)
             atomic.write_json(self.path, self._files)
-
-
-_registries: dict[Path, Registry] = {}
-_registries_lock = threading.Lock()
-
-
-def registry(out: Path) -> Registry:
-    with _registries_lock:
-        key = Path(out).resolve()
-        if key not in _registries:
-            _registries[key] = Registry(out)
-        return _registries[key]
 
 
 def digest_of(path, reg: Registry | None) -> str:

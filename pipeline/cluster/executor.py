@@ -18,7 +18,7 @@ import threading
 
 from doit.exceptions import TaskFailed
 
-from pipeline.cache import client as cache_client, remote
+from pipeline.cache import client as cache_client
 from pipeline.cache.store import redact
 from pipeline.core import keys, resources
 from pipeline.core.config import ExecutorSettings, Profile
@@ -71,11 +71,11 @@ class Remote:
         """A StageKey: built on a worker and restored here under that key. TaskFailed: the stage
         itself failed (its `error:` line printed, its log fetched). None: run it here instead.
         `on_disk(paths)` puts files a restore left in the store on disk (or makes them again) and
-        returns the stage's key then (pipeline/build/tasks.py)."""
+        returns the stage's key then (pipeline/orchestration/tasks.py)."""
         from distributed import KilledWorker
         if self.off or not cache.writable:
             return None
-        need = resources.need(stage.name, self.profile)
+        need = resources.need(stage, self.profile)
         try:
             if need > (largest := self._largest_mem()):
                 log.warning("warning: executor: no worker offers MEM >= %.1f GB for %s (largest %.1f GB); "
@@ -109,7 +109,7 @@ class Remote:
     def _send_inputs(self, stage, key: StageKey, cache, on_disk) -> StageKey:
         """Every input's blob into the store (create-only: earlier stages' outputs are there). A
         file kept in the cache whose blob has gone is made here first. The key then."""
-        store, reg = cache.store(), remote.registry(self.profile.out)
+        store, reg = cache.store(), cache.registry
         in_store = {role for role, p in stage.inputs.items()
                     if (rec := reg.get(p)) and store.blob_size(rec["digest"]) == rec["size"]}
         if gone := [p for role, p in stage.inputs.items() if role not in in_store and reg.get(p)]:
@@ -156,24 +156,15 @@ class Remote:
                     self.address, type(e).__name__, msg)
 
 
-_remote: dict[str, Remote | None] = {}
-
-
 def connect(profile: Profile) -> Remote | None:
     """Called once when a build starts: the Dask client, or None for the local executor. An
     unreachable scheduler raises InputError naming where its address came from."""
     cfg = settings(profile)
     if cfg.kind == "local":
-        _remote[profile.name] = None
         return None
     try:
-        _remote[profile.name] = Remote(profile, cfg)
+        return Remote(profile, cfg)
     except Exception as e:  # noqa: BLE001 - OSError, TimeoutError …: one line either way
         where = (f"${_ENV}", None) if os.environ.get(_ENV) else (profile.path, "executor.scheduler")
         raise InputError(*where, f"cannot reach the Dask scheduler {cfg.scheduler} "
                                  f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    return _remote[profile.name]
-
-
-def for_profile(profile: Profile) -> Remote | None:
-    return _remote.get(profile.name)

@@ -22,7 +22,7 @@ from pipeline.core.config import REPO
 from pipeline.core.hashing import file_digest
 from pipeline.core.keys import StageKey
 from pipeline.core.procs import child_env, die_with_parent
-from pipeline.core.stage import Stage
+from pipeline.core.stage import Stage, grouped
 
 EVENT_TOPIC = "sao-litert"  # one event per stage process run here: client.get_events(EVENT_TOPIC)
 
@@ -94,7 +94,7 @@ def run_stage(spec: dict) -> dict:
             for role, path in in_paths.items():  # the client puts its own paths back
                 line = line.replace(str(path), "{%s}" % role)
             raise StageFailed(line, _put_log(store, log_file))
-        ran = Stage(stage.name, "", stage.module, in_paths, out_paths, stage.config, stage.tools)
+        ran = Stage(stage.name, "", stage.module, grouped(in_paths), out_paths, stage.config, stage.tools)
         code = keys.read_depfile(depfile)
         # Signed with the worker's own key ($SAO_LITERT_CACHE_SIGNING_KEY where it runs): a
         # client that trusts keys restores only what a trusted key signed.

@@ -40,180 +40,190 @@ def variant_files(p: Profile) -> dict[str, dict[str, Path]]:
                         for q in p.autoencoder.built}}
 
 
-def bundle_names(p: Profile) -> dict[str, str]:
-    """Every bundled .tflite: bundle name → "model/variant" (the app set's as "model/app")."""
-    names = {name: f"{m}/app" for m, name in LAYOUTS[p.app.layout].files.items()}
-    if p.app.bundle_variants:
-        names |= {f"variants/{PREFIX[m]}_{v}.tflite": f"{m}/{v}" for m, vs in variant_files(p).items() for v in vs}
-    return names
-
-
 def pins(p: Profile) -> dict[str, str]:
     """model → the variant the profile pins as the app's, or "auto"."""
     return {"conditioners": p.conditioners.app, "dit": p.dit.app_variant, "decoder": p.autoencoder.app}
 
 
-def _quantize(name: str, doc: str, src: Path, dst: Path, recipe: str, role: str) -> Stage:
-    return Stage(name, doc, "quantize", inputs={"tflite": src}, outputs={"tflite": dst},
-                 config={"recipe": recipe, "entries": RECIPES[recipe], "role": role}, tools=QUANTIZER)
+class _Paths:
+    """The artifacts the stages pass one another."""
+    def __init__(self, p: Profile):
+        o = p.out
+        self.src = source_files(p)
+        self.shards = {k: o / "shards" / f"{k}.safetensors" for k in MODELS}
+        self.facts = o / "shards" / "source.json"  # checkpoint hash + audio facts, for the manifest
+        self.variants = variant_files(p)
+        self.floats = {"conditioners": self.variants["conditioners"]["float32"], "dit": o / "dit" / "dit_float32.tflite",
+                       "decoder": self.variants["decoder"]["float32"]}  # what the quantized variants are made from
+        self.app = {m: o / "app" / f"{m}.tflite" for m in MODELS}  # the chosen variants (select_app)
+        self.chosen = o / "app" / "chosen.json"  # which they are: changes only when the set does
+        self.reports = o / "reports"
+        self.parity = {m: self.reports / f"parity_{PREFIX[m]}.json" for m in MODELS}
+        self.web = o / "web" / WEB_CONDITIONERS
+        self.bundle = o / "bundle"
+        # What the PyTorch reference generation reads (stages/models/reference.py).
+        self.reference = {"cond_shard": self.shards["conditioners"], "dit_shard": self.shards["dit"],
+                          "decoder_shard": self.shards["decoder"], **{k: self.src[k] for k in ("t5_config", "t5_weights", "spiece")}}
 
 
 def stages(p: Profile) -> list[Stage]:
-    src = source_files(p)
-    o = p.out
-    shards = {k: o / "shards" / f"{k}.safetensors" for k in MODELS}
-    facts = o / "shards" / "source.json"  # checkpoint hash + audio facts, for the manifest
-    cond, dit, ae, rep = o / "conditioners", o / "dit", o / "autoencoder", o / "reports"
-    files = variant_files(p)
-    c, d, a = p.conditioners, p.dit, p.autoencoder
-    app_files = {m: o / "app" / f"{m}.tflite" for m in MODELS}  # the chosen variants (select_app)
-    chosen = o / "app" / "chosen.json"  # which they are: changes only when the set does
-    parity = {m: rep / f"parity_{m}.json" for m in ("conditioners", "dit", "autoencoder")}
-    # What the PyTorch reference generation reads (stages/models/reference.py).
-    reference = {"cond_shard": shards["conditioners"], "dit_shard": shards["dit"], "decoder_shard": shards["decoder"],
-                 "t5_config": src["t5_config"], "t5_weights": src["t5_weights"], "spiece": src["spiece"]}
-    table = []
-    if not isinstance(p.source, FileSource):
-        table.append(Stage(
-            "synth", "Write the seeded synthetic SAOS (model_config.json, model.ckpt, T5 folder)",
-            "synth", inputs={}, outputs=src, config=p.source.model_dump(),
-            tools=(*TORCH, "transformers", "sentencepiece")))
-    table += [
-        Stage("checkpoint", "Validate the checkpoint against model_config.json; split it into shards",
-              "checkpoint", inputs={"model_config": src["model_config"], "checkpoint": src["checkpoint"]},
-              outputs={**shards, "source": facts}, tools=TORCH),
+    """The table: the source, one chain per model (export → convert → variants → verify), the app
+    set, the client checks [targets] asks for, the bundle."""
+    f = _Paths(p)
+    table = [] if isinstance(p.source, FileSource) else [_synth(p, f)]
+    table.append(Stage("checkpoint", "Validate the checkpoint against model_config.json; split it into shards",
+                       "checkpoint", inputs={"model_config": f.src["model_config"], "checkpoint": f.src["checkpoint"]},
+                       outputs={**f.shards, "source": f.facts}, tools=TORCH))
+    for m, chain in CHAINS.items():
+        made = chain(p, f)
+        table += [*made, *_quantized(p, f, m, made), _verify(p, f, m)]
+    table.append(_select_app(p, f))
+    web = _web(p, f) if p.targets.web else []
+    checks = [*web[1:], *([_aarch64(p, f)] if p.targets.aarch64 else [])]  # collect runs after them
+    return [*table, *web[:1], *checks, _collect(p, f, checks)]
 
-        Stage("conditioners_onnx", "Export T5 + seconds_total embedder to ONNX (legacy exporter, fixed shapes)",
-              "conditioners_onnx", inputs={"shard": shards["conditioners"], "t5_config": src["t5_config"],
-                                           "t5_weights": src["t5_weights"]},
-              outputs={"onnx": cond / "conditioners.onnx"}, config={"opset": c.opset},
-              tools=(*TORCH, "transformers", "onnx")),
-        Stage("conditioners_tflite", "onnx2tf: conditioners.onnx → float32 and float16 .tflite",
-              "conditioners_tflite", inputs={"onnx": cond / "conditioners.onnx"},
-              outputs={"float32": cond / "conditioners_float32.tflite",
-                       "float16": cond / "conditioners_float16.tflite"},
-              config={"onnx2tf": c.onnx2tf},
-              tools=("onnx2tf", "tensorflow-cpu", "tf-keras", "onnx", "onnxsim", "onnxruntime")),
-        *[_quantize(f"conditioners_quantize_{v}", f"Quantize the float32 conditioners: {v}",
-                    files["conditioners"]["float32"], f, v, "conditioners")
-          for v, f in files["conditioners"].items() if v not in ("float32", "float16")],
-        Stage("verify_conditioners", "Compare every conditioners variant with PyTorch; gate each",
-              "verify_conditioners", inputs={"shard": shards["conditioners"], "t5_config": src["t5_config"],
-                                             "t5_weights": src["t5_weights"], "spiece": src["spiece"],
-                                             **files["conditioners"]},
-              outputs={"report": parity["conditioners"]},
-              config={"prompts": c.prompts, "seconds": c.seconds, "max_rel_fp32": c.max_rel_fp32,
-                      "variants": {v: c.min_snr(v) for v in c.built if v != "float32"}},
-              tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece")),
 
-        Stage("dit_reauthor", "Load the DiT shard into the re-authored DiT; torch.export it",
-              "dit_reauthor", inputs={"shard": shards["dit"]},
-              outputs={"pt2": dit / "dit.pt2"},
-              tools=TORCH),
-        Stage("dit_convert", "Convert the exported DiT to float32 LiteRT (litert-torch)",
-              "litert_convert", inputs={"pt2": dit / "dit.pt2"},
-              outputs={"tflite": dit / "dit_float32.tflite"}, config={"role": "dit"},
-              tools=(*TORCH, "litert-torch", "ai-edge-litert")),
-        *[_quantize("dit_quantize" if v == d.quant_recipe else f"dit_quantize_{v}",
-                    f"Quantize the float DiT: {v}" + (" (dit.quant_recipe)" if v == d.quant_recipe else ""),
-                    dit / "dit_float32.tflite", f, v, "dit") for v, f in files["dit"].items()],
-        Stage("verify_dit", "Compare the float DiT and every quantized one with PyTorch; gate each",
-              "verify_dit", inputs={"shard": shards["dit"], "float32": dit / "dit_float32.tflite", **files["dit"]},
-              outputs={"report": parity["dit"]},
-              config={"max_rel_fp32": d.max_rel_fp32, "verify_cases": d.verify_cases,
-                      "variants": {v: d.min_snr(v) for v in d.built}},
-              tools=(*TORCH, "ai-edge-litert")),
+def _synth(p: Profile, f: _Paths) -> Stage:
+    return Stage("synth", "Write the seeded synthetic SAOS (model_config.json, model.ckpt, T5 folder)",
+                 "synth", inputs={}, outputs=f.src, config=p.source.model_dump(),
+                 tools=(*TORCH, "transformers", "sentencepiece"))
 
-        Stage("autoencoder_reauthor", "Load the decoder shard (weight norm folded); torch.export it",
-              "autoencoder_reauthor", inputs={"shard": shards["decoder"]},
-              outputs={"pt2": ae / "decoder.pt2"},
-              tools=TORCH),
-        Stage("autoencoder_convert", "Convert the exported decoder to float32 LiteRT (litert-torch)",
-              "litert_convert", inputs={"pt2": ae / "decoder.pt2"},
-              outputs={"tflite": ae / "autoencoder_model.tflite"}, config={"role": "decoder"},
-              tools=(*TORCH, "litert-torch", "ai-edge-litert")),
-        *[_quantize(f"autoencoder_quantize_{q}", f"Quantize the float decoder: {q}", files["decoder"]["float32"], f, q, "decoder")
-          for q, f in files["decoder"].items() if q != "float32"],
-        Stage("verify_autoencoder", "Compare every decoder variant with PyTorch; gate each",
-              "verify_autoencoder", inputs={"shard": shards["decoder"], "tflite": files["decoder"]["float32"],
-                                            **{q: f for q, f in files["decoder"].items() if q != "float32"}},
-              outputs={"report": parity["autoencoder"]},
-              config={"max_rel_fp32": a.max_rel_fp32, "min_snr_db": a.min_snr_db,
-                      "variants": {q: a.min_snr(q) for q in a.built if q != "float32"}},
-              tools=(*TORCH, "ai-edge-litert")),
 
-        Stage("select_app", "Choose the app set: every combination of passing variants run end to end "
-                            "against PyTorch; the best meeting [app]'s constraints",
-              "select_app",
-              inputs={**reference, "source": facts, **{f"parity_{m}": f for m, f in parity.items()},
-                      **{f"{m}/{v}": f for m, vs in files.items() for v, f in vs.items()}},
-              outputs={**app_files, "chosen": chosen, "report": rep / "app.json"},
-              config={**p.app.model_dump(exclude={"bundle_variants"}), "pins": pins(p),
-                      "prompts": c.prompts[:p.app.requests], "seconds": c.seconds[:p.app.requests],
-                      "steps": p.generate.steps, "threads": 2},
-              tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece")),
-    ]
-    checks, web = [], {}  # collect's order-only dependencies; the web client's file: bundle name → artifact
-    if p.targets.web:
-        web_cond = o / "web" / WEB_CONDITIONERS
-        web[WEB_CONDITIONERS] = web_cond
-        checks.append("verify_web")
-        table.append(Stage(
-            "web_conditioners", "The app's conditioners for LiteRT.js: int32 ids and mask, cast to int64 in the graph",
-            "web_conditioners", inputs={"tflite": app_files["conditioners"]}, outputs={"tflite": web_cond},
-            tools=("ai-edge-litert", "flatbuffers")))
-        table.append(Stage(
-            "verify_web", "Run the app set in LiteRT.js in headless Chromium (wasm): each model against this "
-                          "runtime, one generation against PyTorch",
-            "verify_web", inputs={**reference, "conditioners": web_cond, "dit": app_files["dit"],
-                                  "decoder": app_files["decoder"]},
-            outputs={"report": rep / "parity_web.json"},
-            config={"prompt": c.prompts[0], "seconds": c.seconds[0], "steps": p.generate.steps,
-                    "min_snr_db": p.targets.web_min_snr_db, "min_latent_snr_db": p.app.min_latent_snr_db,
-                    "min_audio_snr_db": p.app.min_audio_snr_db, "timeout_s": p.targets.web_timeout_s},
-            tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece")))
-    verified_on = ["x86_64"]
-    if p.targets.aarch64:
-        verified_on.append("aarch64")
-        t = p.targets
-        table.append(Stage(
-            "verify_aarch64", "Run the app set (and the other conditioners and decoders) on aarch64 LiteRT "
-                              "kernels (emulated); gate against PyTorch",
-            "verify_aarch64",
-            inputs={**reference, "source": facts, "chosen": chosen, **{f"app_{m}": f for m, f in app_files.items()},
-                    **{f"cond_{v}": files["conditioners"][v] for v in ("float32", "float16") if v in c.built},
-                    **({f"decoder_{q}": f for q, f in files["decoder"].items()} if t.aarch64_decoders == "all" else {})},
-            outputs={"report": rep / "parity_aarch64.json"},
-            config={"prompts": c.prompts[:t.aarch64_prompts or None], "seconds": c.seconds[:t.aarch64_prompts or None],
-                    "max_rel_cond_fp32": c.max_rel_fp32,
-                    "gates": {"conditioners": {v: c.min_snr(v) for v in c.built if v != "float32"},
-                              "dit": {v: d.min_snr(v) for v in d.built},
-                              "decoder": {q: a.min_snr_db if q == "float32" else a.min_snr(q) for q in a.built}},
-                    "dit_cases": t.aarch64_dit_cases,
-                    "latents": t.aarch64_latents, "cpu": t.aarch64_cpu,
-                    "decoders": list(files["decoder"]) if t.aarch64_decoders == "all" else [],
-                    "min_snr_fp16_db": t.min_snr_fp16_db, "layout": p.app.layout,
-                    "steps": t.aarch64_steps, "threads": 2, "min_latent_snr_db": p.app.min_latent_snr_db,
-                    "min_audio_snr_db": p.app.min_audio_snr_db, "min_latent_snr_vs_x86_db": t.min_latent_snr_vs_x86_db,
-                    "min_audio_snr_vs_x86_db": t.min_audio_snr_vs_x86_db,
-                    "toolchain": aarch64_versions() or "absent"},
-            tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece")))
-    names = bundle_names(p)
-    table.append(Stage(
+def _conditioners(p: Profile, f: _Paths) -> list[Stage]:
+    t5 = {"t5_config": f.src["t5_config"], "t5_weights": f.src["t5_weights"]}
+    onnx = p.out / "conditioners" / "conditioners.onnx"
+    return [Stage("conditioners_onnx", "Export T5 + seconds_total embedder to ONNX (legacy exporter, fixed shapes)",
+                  "conditioners_onnx", inputs={"shard": f.shards["conditioners"], **t5},
+                  outputs={"onnx": onnx}, config={"opset": p.conditioners.opset},
+                  tools=(*TORCH, "transformers", "onnx")),
+            Stage("conditioners_tflite", "onnx2tf: conditioners.onnx → float32 and float16 .tflite",
+                  "conditioners_tflite", inputs={"onnx": onnx},
+                  outputs={"float32": f.floats["conditioners"], "float16": onnx.with_name("conditioners_float16.tflite")},
+                  config={"onnx2tf": p.conditioners.onnx2tf},
+                  tools=("onnx2tf", "tensorflow-cpu", "tf-keras", "onnx", "onnxsim", "onnxruntime"))]
+
+
+def _dit(p: Profile, f: _Paths) -> list[Stage]:
+    pt2 = p.out / "dit" / "dit.pt2"
+    return [Stage("dit_reauthor", "Load the DiT shard into the re-authored DiT; torch.export it",
+                  "dit_reauthor", inputs={"shard": f.shards["dit"]}, outputs={"pt2": pt2}, tools=TORCH),
+            Stage("dit_convert", "Convert the exported DiT to float32 LiteRT (litert-torch)",
+                  "litert_convert", inputs={"pt2": pt2}, outputs={"tflite": f.floats["dit"]}, config={"role": "dit"},
+                  tools=(*TORCH, "litert-torch", "ai-edge-litert"))]
+
+
+def _decoder(p: Profile, f: _Paths) -> list[Stage]:
+    pt2 = p.out / "autoencoder" / "decoder.pt2"
+    return [Stage("autoencoder_reauthor", "Load the decoder shard (weight norm folded); torch.export it",
+                  "autoencoder_reauthor", inputs={"shard": f.shards["decoder"]}, outputs={"pt2": pt2}, tools=TORCH),
+            Stage("autoencoder_convert", "Convert the exported decoder to float32 LiteRT (litert-torch)",
+                  "litert_convert", inputs={"pt2": pt2}, outputs={"tflite": f.floats["decoder"]},
+                  config={"role": "decoder"}, tools=(*TORCH, "litert-torch", "ai-edge-litert"))]
+
+
+CHAINS = {"conditioners": _conditioners, "dit": _dit, "decoder": _decoder}  # a model's export and convert
+
+
+def _quantized(p: Profile, f: _Paths, m: str, made: list[Stage]) -> list[Stage]:
+    """A stage per variant the converter did not write, quantized from the float file by its
+    recipe (pipeline/core/recipes.py); the DiT's quant_recipe is stage dit_quantize."""
+    made = {path for stage in made for path in stage.outputs.values()}
+    return [Stage(f"{PREFIX[m]}_quantize" + ("" if m == "dit" and v == p.dit.quant_recipe else f"_{v}"),
+                  f"Quantize the float {m}: {v}", "quantize", inputs={"tflite": f.floats[m]},
+                  outputs={"tflite": file}, config={"recipe": v, "entries": RECIPES[v], "role": m}, tools=QUANTIZER)
+            for v, file in f.variants[m].items() if file not in made]
+
+
+def _verify(p: Profile, f: _Paths, m: str) -> Stage:
+    """Every variant of model `m` against PyTorch, each by its own gate."""
+    s = _section(p, m)
+    inputs = {"shard": f.shards[m], "variants": {"float32": f.floats[m], **f.variants[m]}}
+    config = {"max_rel_fp32": s.max_rel_fp32, "variants": {v: s.min_snr(v) for v in s.built if v != "float32"}}
+    if m == "conditioners":
+        inputs |= {k: f.src[k] for k in ("t5_config", "t5_weights", "spiece")}
+        config |= {"prompts": s.prompts, "seconds": s.seconds}
+    config |= {"verify_cases": s.verify_cases} if m == "dit" else {"min_snr_db": s.min_snr_db} if m == "decoder" else {}
+    return Stage(f"verify_{PREFIX[m]}", f"Compare every {m} variant with PyTorch; gate each", f"verify_{PREFIX[m]}",
+                 inputs=inputs, outputs={"report": f.parity[m]}, config=config,
+                 tools=(*TORCH, *(("transformers", "ai-edge-litert", "sentencepiece") if m == "conditioners"
+                                  else ("ai-edge-litert",))))
+
+
+def _section(p: Profile, model: str):
+    return {"conditioners": p.conditioners, "dit": p.dit, "decoder": p.autoencoder}[model]
+
+
+def _select_app(p: Profile, f: _Paths) -> Stage:
+    c = p.conditioners
+    return Stage("select_app", "Choose the app set: every combination of passing variants run end to end "
+                               "against PyTorch; the best meeting [app]'s constraints",
+                 "select_app", inputs={"reference": f.reference, "source": f.facts, "parity": f.parity,
+                                       "variants": f.variants},
+                 outputs={**f.app, "chosen": f.chosen, "report": f.reports / "app.json"},
+                 config={**p.app.model_dump(exclude={"bundle_variants"}), "pins": pins(p),
+                         "prompts": c.prompts[:p.app.requests], "seconds": c.seconds[:p.app.requests],
+                         "steps": p.generate.steps, "threads": 2},
+                 tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece"))
+
+
+def _web(p: Profile, f: _Paths) -> list[Stage]:
+    c, apps = p.conditioners, {**f.app, "conditioners": f.web}
+    return [Stage("web_conditioners", "The app's conditioners for LiteRT.js: int32 ids and mask, cast to int64 in "
+                                      "the graph", "web_conditioners", inputs={"tflite": f.app["conditioners"]},
+                  outputs={"tflite": f.web}, tools=("ai-edge-litert", "flatbuffers")),
+            Stage("verify_web", "Run the app set in LiteRT.js in headless Chromium (wasm): each model against this "
+                                "runtime, one generation against PyTorch",
+                  "verify_web", inputs={"reference": f.reference, "app": apps},
+                  outputs={"report": f.reports / "parity_web.json"},
+                  config={"prompt": c.prompts[0], "seconds": c.seconds[0], "steps": p.generate.steps,
+                          "min_snr_db": p.targets.web_min_snr_db, "min_latent_snr_db": p.app.min_latent_snr_db,
+                          "min_audio_snr_db": p.app.min_audio_snr_db, "timeout_s": p.targets.web_timeout_s},
+                  tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece"))]
+
+
+def _aarch64(p: Profile, f: _Paths) -> Stage:
+    c, d, a, t = p.conditioners, p.dit, p.autoencoder, p.targets
+    decoders = f.variants["decoder"] if t.aarch64_decoders == "all" else {}
+    return Stage(
+        "verify_aarch64", "Run the app set (and the other conditioners and decoders) on aarch64 LiteRT kernels "
+                          "(emulated); gate against PyTorch",
+        "verify_aarch64",
+        inputs={"reference": f.reference, "source": f.facts, "chosen": f.chosen, "app": f.app,
+                "conditioners": {v: f.variants["conditioners"][v] for v in ("float32", "float16") if v in c.built},
+                "decoders": decoders},
+        outputs={"report": f.reports / "parity_aarch64.json"},
+        config={"prompts": c.prompts[:t.aarch64_prompts or None], "seconds": c.seconds[:t.aarch64_prompts or None],
+                "max_rel_cond_fp32": c.max_rel_fp32,
+                "gates": {"conditioners": {v: c.min_snr(v) for v in c.built if v != "float32"},
+                          "dit": {v: d.min_snr(v) for v in d.built},
+                          "decoder": {q: a.min_snr_db if q == "float32" else a.min_snr(q) for q in a.built}},
+                "dit_cases": t.aarch64_dit_cases, "latents": t.aarch64_latents, "cpu": t.aarch64_cpu,
+                "decoders": list(decoders), "min_snr_fp16_db": t.min_snr_fp16_db, "layout": p.app.layout,
+                "steps": t.aarch64_steps, "threads": 2, "min_latent_snr_db": p.app.min_latent_snr_db,
+                "min_audio_snr_db": p.app.min_audio_snr_db, "min_latent_snr_vs_x86_db": t.min_latent_snr_vs_x86_db,
+                "min_audio_snr_vs_x86_db": t.min_audio_snr_vs_x86_db, "toolchain": aarch64_versions() or "absent"},
+        tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece"))
+
+
+def _collect(p: Profile, f: _Paths, checks: list[Stage]) -> Stage:
+    """The bundle: every file by its bundle name, with what it is ({model, variant}; variant None
+    for the app set's file of that model)."""
+    files = {name: {"model": m, "variant": None} for m, name in LAYOUTS[p.app.layout].files.items()}
+    if p.app.bundle_variants:
+        files |= {f"variants/{PREFIX[m]}_{v}.tflite": {"model": m, "variant": v}
+                  for m, vs in f.variants.items() for v in vs}
+    web = {WEB_CONDITIONERS: f.web} if p.targets.web else {}
+    return Stage(
         "collect", "Collect the app bundle (the app set, the other variants in variants/) and write manifest.json",
         "collect",
-        inputs={**{f"{m}/app": f for m, f in app_files.items()}, **web,
-                **{f"{m}/{v}": f for m, vs in files.items() for v, f in vs.items()
-                   if f"{m}/{v}" in names.values()},
-                SPIECE: src["spiece"], "source": facts, "app": rep / "app.json"},
-        outputs={**{n: o / "bundle" / n for n in names}, SPIECE: o / "bundle" / SPIECE,
-                 **{n: o / "bundle" / n for n in web},
-                 MANIFEST: o / "bundle" / MANIFEST},
-        config={"profile": p.name, "steps": p.generate.steps, "verified_on": verified_on, "files": names,
-                "layout": p.app.layout, "web": p.targets.web},
-        tools=("ai-edge-litert",),
-        task_dep=(*checks, *(("verify_aarch64",) if p.targets.aarch64 else ()))))
-    return table
+        inputs={"app": f.app, "web": web, SPIECE: f.src["spiece"], "source": f.facts, "report": f.reports / "app.json",
+                "variants": {m: {v: file for v, file in vs.items() if {"model": m, "variant": v} in files.values()}
+                             for m, vs in f.variants.items()}},
+        outputs={**{n: f.bundle / n for n in files}, SPIECE: f.bundle / SPIECE, **{n: f.bundle / n for n in web},
+                 MANIFEST: f.bundle / MANIFEST},
+        config={"profile": p.name, "steps": p.generate.steps, "files": files, "layout": p.app.layout,
+                "verified_on": ["x86_64", *(["aarch64"] if p.targets.aarch64 else [])], "web": p.targets.web},
+        tools=("ai-edge-litert",), task_dep=tuple(s.name for s in checks))
 
 
 # Targets that name a final artifact rather than a step.

@@ -1,5 +1,5 @@
 """XXH3-128 content hashes of files (the runtime's streamed digest) remembered per process, and
-of JSON values (doit's checker built on them: pipeline/build/checker.py)."""
+of JSON values (doit's checker built on them: pipeline/orchestration/checker.py)."""
 import json
 import os
 

@@ -94,11 +94,6 @@ class StageKey:
         return self if sorted(set(code)) == self.code else StageKey(self.stage, code, self.inputs)
 
 
-def local_key(stage, out: Path) -> str:
-    """doit's up-to-date value of a stage as its last run here recorded it."""
-    return StageKey(stage, read_depfile(depfile(out, stage.name)), {}).local
-
-
 def _module_file(name: str) -> Path | None:
     base = REPO.joinpath(*name.split("."))
     for f in (base.with_suffix(".py"), base / "__init__.py"):

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from itertools import count
 
 from .config import FileSource, Profile
-from .dag import stages
+from .stage import Stage
 
 log = logging.getLogger("sao.resources")
 
@@ -26,21 +26,22 @@ MEASURED = {
     "synth": (411, 2814, 22.8), "checkpoint": (242, 1838, 6.3),
     "conditioners_onnx": (432, 2174, 11.3), "conditioners_tflite": (700, 5050, 137.1),
     "verify_conditioners": (429, 2107, 4.9),
-    "dit_reauthor": (364, 3793, 22.2), "dit_convert": (662, 7049, 57.7), "dit_quantize": (93, 2360, 3.6),
+    "dit_reauthor": (364, 3793, 22.2), "dit_convert": (662, 7049, 57.7),
     "verify_dit": (274, 4928, 14.2),
     "autoencoder_reauthor": (376, 1502, 9.0), "autoencoder_convert": (663, 2488, 18.1),
-    "autoencoder_quantize": (100, 591, 0.8),
     "verify_autoencoder": (293, 3278, 76.2),
     "collect": (93, 252, 1.3),
-    # real-random with every variant (plain doit, one request; conditioners_quantize: its largest
-    # row, tiny figure borrowed from dit_quantize)
-    "conditioners_quantize": (93, 863, 1.1), "select_app": (461, 3639, 245.9),
+    # real-random with every variant (plain doit, one request)
+    "select_app": (461, 3639, 245.9),
     # tiny figures measured (`./dev build`, default profile); the real-size ones are NOT measured yet,
     # estimated from the files they hold (web_conditioners: the 440 MB conditioners read and packed
     # again; verify_web: the PyTorch reference as select_app's plus Chromium holding the app set).
     "web_conditioners": (51, 1500, 5.0), "verify_web": (462, 6000, 60.0),
 }
-_LARGEST = tuple(max(v[i] for v in MEASURED.values()) for i in range(3))  # a stage not measured yet
+# Every quantize stage, by the model it quantizes (config "role"): its largest variant's row
+# (the conditioners' real size from real-random with every variant, tiny borrowed from the DiT's).
+QUANTIZE = {"conditioners": (93, 863, 1.1), "dit": (93, 2360, 3.6), "decoder": (100, 591, 0.8)}
+_LARGEST = tuple(max(v[i] for v in (*MEASURED.values(), *QUANTIZE.values())) for i in range(3))  # a stage not measured yet
 # Checkpoint + T5 weight bytes of the two presets those figures were measured on.
 MODEL_BYTES = (5_876_263 + 741_824, 1_989_206_371 + 438_525_864)
 MARGIN = 1.15
@@ -56,15 +57,14 @@ def model_scale(profile: Profile) -> float:
     return max(0.0, (size - MODEL_BYTES[0]) / (MODEL_BYTES[1] - MODEL_BYTES[0]))
 
 
-def _row(stage: str) -> tuple:
-    """A stage's figures; every variant's quantize stage (`<model>_quantize_<variant>`) has its model's."""
-    for prefix in ("dit_quantize", "conditioners_quantize", "autoencoder_quantize"):
-        if stage.startswith(prefix):
-            return MEASURED[prefix]
-    return MEASURED.get(stage, _LARGEST)
+def _row(stage: Stage) -> tuple:
+    """A stage's figures; every variant's quantize stage has its model's."""
+    if stage.module == "quantize":
+        return QUANTIZE[stage.config["role"]]
+    return MEASURED.get(stage.name, _LARGEST)
 
 
-def need(stage: str, profile: Profile) -> int:
+def need(stage: Stage, profile: Profile) -> int:
     """Bytes the stage's process needs at this profile's model size."""
     tiny, real, _ = _row(stage)
     return int((tiny + (real - tiny) * model_scale(profile)) * MARGIN * 1e6)
@@ -73,6 +73,7 @@ def need(stage: str, profile: Profile) -> int:
 def remaining_seconds(stages) -> dict[str, float]:
     """Per stage: its real-size seconds plus the longest chain of stages that wait for it."""
     producer = {path: s.name for s in stages for path in s.outputs.values()}
+    by_name = {s.name: s for s in stages}
     after = {s.name: set() for s in stages}
     for s in stages:
         for path in s.inputs.values():
@@ -84,7 +85,7 @@ def remaining_seconds(stages) -> dict[str, float]:
 
     def rest(name):
         if name not in memo:
-            memo[name] = _row(name)[2] + max((rest(n) for n in after[name]), default=0.0)
+            memo[name] = _row(by_name[name])[2] + max((rest(n) for n in after[name]), default=0.0)
         return memo[name]
     return {s.name: rest(s.name) for s in stages}
 
@@ -138,8 +139,7 @@ class Admission:
                 self._cv.notify_all()
 
 
-_admission = None
-_priorities: dict[str, dict[str, float]] = {}
+_admission = None  # the machine's: one per process, whatever the profile
 _lock = threading.Lock()
 
 
@@ -150,10 +150,3 @@ def admission() -> Admission:
         if _admission is None:
             _admission = Admission(budget(), os.cpu_count() or 1)
         return _admission
-
-
-def priority(stage: str, profile: Profile) -> float:
-    with _lock:
-        if profile.name not in _priorities:
-            _priorities[profile.name] = remaining_seconds(stages(profile))
-        return _priorities[profile.name].get(stage, 0.0)

@@ -19,7 +19,7 @@ from pathlib import Path
 from . import atomic, dag, keys, log as logsetup
 from .config import load_profile
 from .errors import InputError
-from .stage import Stage
+from .stage import Stage, grouped
 
 
 def _peak_rss_mb() -> float:
@@ -52,8 +52,8 @@ def run(profile_path: str, name: str) -> int:
 def run_job(job_path: str) -> int:
     job = json.loads(Path(job_path).read_text())
     opened = _record_opens()
-    paths = {k: {role: Path(p) for role, p in job[k].items()} for k in ("inputs", "outputs")}
-    stage = Stage(job["stage"], "", job["module"], config=job["config"], **paths)
+    inputs, outputs = ({role: Path(p) for role, p in job[k].items()} for k in ("inputs", "outputs"))
+    stage = Stage(job["stage"], "", job["module"], grouped(inputs), outputs, config=job["config"])
     return execute(stage, Path(job["log"]), Path(job["depfile"]), opened, job["profile"], job["where"])
 
 
@@ -68,7 +68,7 @@ def execute(stage: Stage, log_file: Path, depfile: Path, opened: set[str], profi
                 stale.unlink()
             tmps[role] = atomic.tmp_path(out)
         module = importlib.import_module(f"stages.{stage.module}")
-        module.run(dict(stage.inputs), dict(tmps), stage.config)
+        module.run(stage.given, dict(tmps), stage.config)
         missing = [str(stage.outputs[r]) for r, t in tmps.items() if not t.is_file()]
         if missing:
             raise RuntimeError(f"stage wrote no {', '.join(missing)}")

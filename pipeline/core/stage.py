@@ -1,12 +1,18 @@
-"""The declaration of one build step (the rows of pipeline/dag.py)."""
+"""The declaration of one build step (the rows of pipeline/core/dag.py)."""
 from dataclasses import dataclass, field
 from pathlib import Path
+
+_SEP = "/"  # between a group's name and a member's in a flat role; only this module joins or splits it
 
 
 @dataclass(frozen=True)
 class Stage:
     """One build step: `stages/<module>.py:run(inputs, outputs, config)` turns inputs into outputs.
-    Its code dependencies are not declared: the runner records them (pipeline/core/keys.py)."""
+    Its code dependencies are not declared: the runner records them (pipeline/core/keys.py).
+
+    `inputs` may be given in groups ({"variants": {"dit": {variant: path}}}): the stage's run()
+    gets them so (`given`); everything else (doit's file lists, keys, the cache, jobs) sees one
+    flat role → path mapping, `inputs`."""
     name: str
     doc: str
     module: str
@@ -15,3 +21,35 @@ class Stage:
     config: dict = field(default_factory=dict)  # only the slice this stage reads
     tools: tuple[str, ...] = ()                  # distributions whose versions key the task
     task_dep: tuple[str, ...] = ()               # order-only dependencies (must pass first)
+
+    def __post_init__(self):
+        object.__setattr__(self, "inputs", _flat(self.inputs))
+
+    @property
+    def given(self) -> dict:
+        """The inputs in the groups the table declared them in, as run() receives them."""
+        return grouped(self.inputs)
+
+
+def grouped(flat: dict[str, Path]) -> dict:
+    """Flat roles (`Stage.inputs`, a job file's) back into their groups."""
+    tree: dict = {}
+    for role, path in flat.items():
+        *groups, last = role.split(_SEP)
+        node = tree
+        for g in groups:
+            node = node.setdefault(g, {})
+        node[last] = path
+    return tree
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, Path]:
+    flat = {}
+    for name, value in tree.items():
+        if _SEP in name:
+            raise ValueError(f"input role {name!r} holds {_SEP!r}: give a group as a mapping instead")
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{name}{_SEP}")
+        else:
+            flat[prefix + name] = value
+    return flat

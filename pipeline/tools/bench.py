@@ -147,7 +147,7 @@ def cluster_build(cache_env: dict) -> dict:
 
 def checker_throughput(size=1 << 30) -> dict:
     from doit.dependency import MD5Checker
-    from pipeline.build.checker import XXH3Checker
+    from pipeline.orchestration.checker import XXH3Checker
     from pipeline.core import hashing
     with tempfile.TemporaryDirectory(dir=artifacts_root()) as d:
         f = Path(d) / "blob"
@@ -342,15 +342,9 @@ def main(argv):
                   "first_generation": first_generation(copy),
                   "models": model_latency(copy),
                   "app": app_set(bench.out),
-                  "sizes_bytes": {**{k: v["bytes"] for k, v in
-                                     json.loads((bench.out / "bundle" / MANIFEST).read_text())["files"].items()},
-                                  "dit_float32.tflite (not bundled)": (bench.out / "dit" / "dit_float32.tflite").stat().st_size}}
+                  "sizes_bytes": _sizes(bench.out)}
         write_json(bench.out / "reports" / "bench.json", result)
-        log.info("build report …")
-        subprocess.run([sys.executable, "-m", "pipeline.tools.report", str(copy)], cwd=REPO, check=True)
-        (profile.out / "reports").mkdir(parents=True, exist_ok=True)
-        for f in ("index.html", "sample_litert.wav", "sample_pytorch.wav"):
-            shutil.copyfile(bench.out / "reports" / f, profile.out / "reports" / f)
+        _report(copy, bench.out, profile.out)
     except subprocess.CalledProcessError:
         sys.exit(f"bench: building {copy.name} failed; its artifacts and logs are kept in {bench.out}")
     finally:
@@ -359,8 +353,29 @@ def main(argv):
         store.cleanup()
     shutil.rmtree(bench.out)
     write_json(profile.out / "reports" / "bench.json", result)
+    for k, v in _rows(result):
+        log.info("%-56s %s", k, v)
+    log.info("written: %s and index.html beside it", profile.out / "reports" / "bench.json")
+
+
+
+def _sizes(out: Path) -> dict[str, int]:
+    return {**{k: v["bytes"] for k, v in json.loads((out / "bundle" / MANIFEST).read_text())["files"].items()},
+            "dit_float32.tflite (not bundled)": (out / "dit" / "dit_float32.tflite").stat().st_size}
+
+
+def _report(profile_file: Path, out: Path, into: Path):
+    """The build report of the bench's build, copied beside the profile's own reports."""
+    log.info("build report …")
+    subprocess.run([sys.executable, "-m", "pipeline.tools.report", str(profile_file)], cwd=REPO, check=True)
+    (into / "reports").mkdir(parents=True, exist_ok=True)
+    for f in ("index.html", "sample_litert.wav", "sample_pytorch.wav"):
+        shutil.copyfile(out / "reports" / f, into / "reports" / f)
+
+def _rows(result: dict) -> list[tuple[str, str]]:
+    """The summary a person reads: (what, figure)."""
     c, b, lat = result["checker"], result["full_build"], result["latency"]
-    rows = [("no-op doit", f"{noop:.3f} s"),
+    rows = [("no-op doit", f"{result['noop_doit_s']:.3f} s"),
             ("xxh3 vs md5 (1 GiB)", f"{c['xxh3_gb_s']:.2f} vs {c['md5_gb_s']:.2f} GB/s = {c['ratio']:.1f}x"),
             ("full build, plain doit",
              f"{b['seconds']:.1f} s, peak {b['peak_rss_mb']} MB ({b['peak_stage']}), all processes "
@@ -395,9 +410,7 @@ def main(argv):
     rows += [(f"stage {k}", f"{v['seconds']:.1f} s, peak {v['peak_rss_mb']} MB") for k, v in b["stages"].items()]
     rows += [(f"{r[7:]}: {k}", f"{v:.4g}") for r, checks in result["parity"].items() for k, v in checks.items()]
     rows += [(f"size {k}", f"{v / 1e6:.2f} MB") for k, v in result["sizes_bytes"].items()]
-    for k, v in rows:
-        log.info("%-56s %s", k, v)
-    log.info("written: %s and index.html beside it", profile.out / "reports" / "bench.json")
+    return rows
 
 
 if __name__ == "__main__":

@@ -201,7 +201,7 @@ def write_report(profile):
     manifest = json.loads((profile.out / "bundle" / MANIFEST).read_text())
     sizes = {k: v["bytes"] for k, v in manifest["files"].items()}
     fp32 = profile.out / "dit" / "dit_float32.tflite"
-    kept = remote.registry(profile.out).get(fp32)  # left in the cache by a restore
+    kept = remote.Registry(profile.out).get(fp32)  # left in the cache by a restore
     if kept or fp32.is_file():
         sizes["dit_float32.tflite (not bundled, for comparison)"] = kept["size"] if kept else fp32.stat().st_size
     bench_file = out / "bench.json"

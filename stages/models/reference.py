@@ -16,6 +16,11 @@ class Reference:
         self.decoder, self.decoder_example = decoder.from_shard(decoder_shard)
         self.tokenizer = Tokenizer(spiece, example[0].shape[1])
 
+    @classmethod
+    def of(cls, files: dict) -> "Reference":
+        """From a stage's "reference" inputs (pipeline/core/dag.py)."""
+        return cls(files["cond_shard"], files["t5_config"], files["dit_shard"], files["decoder_shard"], files["spiece"])
+
     @property
     def latent_shape(self) -> list[int]:
         return list(self.decoder_example["latent"].shape)

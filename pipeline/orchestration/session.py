@@ -7,26 +7,29 @@ import logging
 import os
 import sys
 
-from pipeline.cache import client as cache, remote
+from pipeline.cache import client as cache
 from pipeline.cluster import executor
 from pipeline.core.config import Profile, load_profile
 from pipeline.core.errors import InputError
 from . import checker, status
+from .context import Build
 
 _READ_ONLY = {"list", "info", "help", "dumpdb", "tabcompletion", "cache_stats", "graph"}
 _NO_BUILD = _READ_ONLY | {"clean", "forget", "ignore", "reset-dep"}  # commands that never run a stage
 _lock_fd = None  # held for the life of the doit process; the kernel drops it on any exit
 
 
-def open_profile(path) -> Profile:
+def open_build(path) -> Build:
+    """The profile's build, or one error line and exit 2 for a bad profile, [cache] or [executor]."""
     try:
         profile = load_profile(path)
         cache.keys_of(cache.settings(profile), profile)  # a bad [cache] section, $SAO_LITERT_CACHE_MODE
                                                          # or key fails here
         if _command() in _NO_BUILD:
             executor.settings(profile)  # … a Dask executor without a cache here
+            cluster = None
         else:
-            executor.connect(profile)  # … the same, and an unreachable scheduler, before any work
+            cluster = executor.connect(profile)  # … the same, and an unreachable scheduler, before any work
     except InputError as e:
         sys.stderr.write(f"error: {e}\n")
         sys.exit(InputError.exit_code)
@@ -38,7 +41,7 @@ def open_profile(path) -> Profile:
     logging.getLogger("sao").setLevel(logging.INFO)
     if _command() not in _READ_ONLY:
         _lock(profile)
-    return profile
+    return Build(profile, cluster)
 
 
 def _command() -> str | None:
@@ -61,16 +64,15 @@ def _lock(profile: Profile):
     os.pwrite(_lock_fd, str(os.getpid()).encode(), 0)
 
 
-def doit_config(profile: Profile) -> dict:
-    checker.activate(profile.out)  # the checker sees the files this profile keeps in the cache
-    status.bytes_down = lambda: c.stats["bytes_down"] if (c := cache.existing(profile)) else 0
+def doit_config(build: Build) -> dict:
+    status.bytes_down = lambda: c.stats["bytes_down"] if (c := build.cache_if_made) else 0
     return {
         "reporter": status.StatusReporter if status.wanted(sys.argv[1:]) else "console",
-        "dep_file": str(profile.out / ".doit.db"),
+        "dep_file": str(build.profile.out / ".doit.db"),
         "backend": "sqlite3-durable",    # transactional, committed per task (build/statedb.py)
-        "check_file_uptodate": checker.XXH3Checker,
+        "check_file_uptodate": checker.checker_for(build.registry),  # sees the files kept in the cache
         "par_type": "thread",            # actions only wait on stage subprocesses or Dask tasks
-        "num_process": _parallelism(profile),
+        "num_process": _parallelism(build),
         "verbosity": 2,
         "default_tasks": ["collect"],    # and, through its dependencies, everything
         "cleanall": True,                # `doit clean`: every task's targets, and forget them
@@ -79,12 +81,11 @@ def doit_config(profile: Profile) -> dict:
     }
 
 
-def _parallelism(profile: Profile) -> int:
+def _parallelism(build: Build) -> int:
     """Stages in flight by default: twice the cores here (the admission in pipeline/resources.py
     runs one stage process per core, longest remaining chain first, while the others restore,
     upload or wait), or the cluster's threads. `doit -n N` overrides it; `-n 1` is serial."""
-    remote = executor.for_profile(profile)
-    return max(2 * (os.cpu_count() or 1), remote.threads() if remote else 0)
+    return max(2 * (os.cpu_count() or 1), build.cluster.threads() if build.cluster else 0)
 
 
 def cache_stats_task(profile: Profile) -> dict:
@@ -108,18 +109,18 @@ def cache_stats_task(profile: Profile) -> dict:
             "actions": [action], "uptodate": [False], "verbosity": 2}
 
 
-def cache_push_task(profile: Profile, table) -> dict:
+def cache_push_task(build: Build) -> dict:
     """`doit cache_push`: upload every stage of the (then up-to-date) build to the shared cache,
     e.g. to seed it from a build made without one. Blobs already there are not sent again."""
     from doit.exceptions import TaskFailed
     from .tasks import stage_key
 
     def action():
-        c = cache.for_profile(profile)
+        c = build.cache
         if not c.writable:
-            return TaskFailed(f"cache_push needs a read-write cache: [cache] in {profile.path} or $SAO_LITERT_CACHE")
-        reg, skipped = remote.registry(profile.out), []
-        for stage in table:
+            return TaskFailed(f"cache_push needs a read-write cache: [cache] in {build.profile.path} or $SAO_LITERT_CACHE")
+        reg, skipped = build.registry, []
+        for stage in build.table:
             try:  # a file a restore left in another store cannot be pushed without its bytes
                 elsewhere = [p for p in stage.outputs.values() if (rec := reg.get(p))
                              and c.store().blob_size(rec["digest"]) != rec["size"]]
@@ -128,7 +129,7 @@ def cache_push_task(profile: Profile, table) -> dict:
             if elsewhere:
                 skipped.append(stage.name)
                 continue
-            c.upload(stage, stage_key(stage, profile))
+            c.upload(stage, stage_key(stage, build))
             if not c.writable:
                 return TaskFailed("cache_push: the store failed (see the warning above)")
         if skipped:
@@ -139,17 +140,16 @@ def cache_push_task(profile: Profile, table) -> dict:
             "actions": [action], "task_dep": ["collect"], "uptodate": [False], "verbosity": 2}
 
 
-def fetch_task(profile: Profile) -> dict:
+def fetch_task(build: Build) -> dict:
     """`doit fetch`: bring the build up to date, then download every file a restore kept in the
     cache (pipeline/cache/remote.py), so that all of artifacts/<profile>/ is on disk."""
     from doit.exceptions import TaskFailed
     from .tasks import StageFailed, materialize
 
     def action():
-        c = cache.for_profile(profile)
-        paths = remote.registry(profile.out).paths()
+        paths = build.registry.paths()
         try:
-            materialize(profile, paths, c)
+            materialize(build, paths)
         except StageFailed as e:
             return TaskFailed(str(e))
         logging.getLogger("sao.cache").info("%d files on disk that were kept in the cache", len(paths))

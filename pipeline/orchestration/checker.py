@@ -9,32 +9,31 @@ from pipeline.cache import remote
 from pipeline.core.hashing import file_digest
 
 REMOTE_MTIME = -1.0  # the timestamp doit's state holds for a file that is only in the cache
-_active: remote.Registry | None = None  # the doit process's profile
 
 
-def activate(out):
-    """The profile whose records the checker consults (one profile per doit process)."""
-    global _active
-    _active = remote.registry(out)
-
-
-def _record(path) -> dict | None:
-    return _active.get(path) if _active is not None else None
+def checker_for(registry: remote.Registry) -> type:
+    """doit's checker class for a build whose files kept in the cache `registry` records."""
+    return type("XXH3Checker", (XXH3Checker,), {"registry": registry})
 
 
 class XXH3Checker(FileChangedChecker):
     """Like doit's MD5Checker, with XXH3-128: an unchanged mtime means unchanged content; a new
     mtime with the same size is settled by the content hash, so `touch` rebuilds nothing. A file
-    kept in the cache exists, with its recorded digest and size."""
+    kept in the cache (`registry`, pipeline/cache/remote.py) exists, with its recorded digest and
+    size."""
+    registry: remote.Registry | None = None
+
+    def _record(self, path) -> dict | None:
+        return self.registry.get(path) if self.registry is not None else None
 
     def exists(self, file_path):
-        return os.path.exists(file_path) or _record(file_path) is not None
+        return os.path.exists(file_path) or self._record(file_path) is not None
 
     def info(self, file_path):
         try:
             return os.stat(file_path)
         except OSError:
-            if (rec := _record(file_path)) is None:
+            if (rec := self._record(file_path)) is None:
                 raise
             return SimpleNamespace(st_mtime=REMOTE_MTIME, st_size=rec["size"])
 
@@ -44,10 +43,10 @@ class XXH3Checker(FileChangedChecker):
             return False
         if file_stat.st_size != size:
             return True
-        return digest != remote.digest_of(file_path, _active)
+        return digest != remote.digest_of(file_path, self.registry)
 
     def get_state(self, dep, current_state):
-        if rec := _record(dep):
+        if rec := self._record(dep):
             state = (REMOTE_MTIME, rec["size"], rec["digest"])
             return None if current_state == state else state
         timestamp = os.path.getmtime(dep)
