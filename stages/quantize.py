@@ -1,6 +1,6 @@
 """Stages `*_quantize*`: a float32 .tflite → a quantized one with an ai-edge-quantizer recipe
-(config `recipe`, its name; `entries`, pipeline/core/recipes.py). The DiT's `dit.quant_recipe` and
-`dit.variants`, the conditioners' and the decoder's quantized variants are all rows of this module.
+(config `recipe`, its name; `entries`, pipeline/core/recipes.py). The DiT's `dit.variants`, the
+conditioners' and the decoder's quantized variants are all rows of this module.
 
 Quantizing the float file (not inside litert-torch) keeps the recipe a separate cacheable step:
 a recipe change re-runs seconds of quantization, not the conversion; for dynamic int8 the bytes

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import ARTIFACTS, doit, executed, files_source
+from conftest import ARTIFACTS, doit, doit_shared, executed, files_source
 from pipeline.core.hashing import file_digest
 from pipeline.core.toolchain import aarch64_userland
 
@@ -52,7 +52,9 @@ def overflowing(tmp_path_factory, default_build):
     assert "verify_aarch64" not in executed(doit(profile=profile).stdout)
     out = ARTIFACTS / "t_fp16"
     assert json.loads((out / "bundle" / "manifest.json").read_text())["verified_on"] == ["x86_64"]
-    profile.write_text(head + "[targets]\naarch64_steps = 0\nweb = false\n")
+    # The aarch64 check as small as shows the overflow: one prompt, one DiT case, the app's decoder on one latent.
+    profile.write_text(head + "[targets]\naarch64_steps = 0\nweb = false\naarch64_prompts = 1\naarch64_dit_cases = 1\n"
+                              "aarch64_latents = 1\naarch64_decoders = \"app\"\n")
     return {"profile": profile, "out": out, "bundle": _bundle(out), "head": head}
 
 
@@ -86,7 +88,12 @@ def test_force_fp16_overflow_fails_its_gate(overflowing):
     assert not (overflowing["out"] / "reports" / "parity_aarch64.json").exists()
 
 
-def test_changed_aarch64_pins_rerun_verify_aarch64_alone(default_bundle, tmp_path):
+def test_changed_aarch64_pins_rerun_verify_aarch64_alone(default_bundle, scratch_profile, tmp_path):
+    """The default model with the smallest aarch64 check (its other stages restored from the run's
+    cache): a userland whose pins changed re-keys verify_aarch64 and nothing else."""
+    profile = scratch_profile('[source]\nkind = "synthetic"\nseed = 0\n[targets]\nweb = false\naarch64_prompts = 1\n'
+                              'aarch64_dit_cases = 1\naarch64_latents = 1\naarch64_decoders = "app"\naarch64_steps = 0\n')
+    assert executed(doit_shared(profile=profile).stdout) >= {"verify_aarch64", "collect"}
     real = aarch64_userland()
     fake = tmp_path / "aarch64"
     fake.mkdir()
@@ -95,5 +102,5 @@ def test_changed_aarch64_pins_rerun_verify_aarch64_alone(default_bundle, tmp_pat
     versions = json.loads((real / "versions.json").read_text())
     versions["wheels"] = [w.replace("numpy==", "numpy===") for w in versions["wheels"]]  # as if re-pinned
     (fake / "versions.json").write_text(json.dumps(versions))
-    assert executed(doit(env={"SAO_LITERT_AARCH64": str(fake)}).stdout) == {"verify_aarch64"}
-    assert executed(doit().stdout) == {"verify_aarch64"}  # back to the real userland's key
+    assert executed(doit(profile=profile, env={"SAO_LITERT_AARCH64": str(fake)}).stdout) == {"verify_aarch64"}
+    assert executed(doit(profile=profile).stdout) == {"verify_aarch64"}  # back to the real userland's key

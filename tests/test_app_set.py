@@ -18,8 +18,8 @@ from runtime.parity import metrics
 
 SECTIONS = {
     "conditioners": 'variants = ["float32", "float16", "dynamic_wi8_afp32"]\napp = "auto"\n',
-    "dit": 'variants = ["dynamic_wi4ff_wi8_afp32"]\napp = "auto"\n',
-    "autoencoder": 'precisions = ["float32", "dynamic_int8", "float16"]\napp = "auto"\n',
+    "dit": 'variants = ["dynamic_wi8_afp32", "dynamic_wi4ff_wi8_afp32"]\napp = "auto"\n',
+    "autoencoder": 'variants = ["float32", "dynamic_int8", "float16"]\napp = "auto"\n',
     "app": 'objective = "smallest"\n',
 }
 INT8, INT4 = 9, 17  # TFLite TensorType
@@ -182,8 +182,8 @@ def test_a_variant_failing_its_gate_is_left_out_and_fails_the_build_only_when_pi
     assert r.returncode == 2 and "failed its parity gate" in r.stderr
 
     before = (world["out"] / "bundle" / "manifest.json").read_bytes()
-    world["profile"].write_text(body(mixed_gate=99.0).replace('variants = ["dynamic_wi4ff_wi8_afp32"]\napp = "auto"',
-                                                              'variants = ["dynamic_wi4ff_wi8_afp32"]\napp = "dynamic_wi4ff_wi8_afp32"'))
+    world["profile"].write_text(body(mixed_gate=99.0).replace('"dynamic_wi4ff_wi8_afp32"]\napp = "auto"',
+                                                              '"dynamic_wi4ff_wi8_afp32"]\napp = "dynamic_wi4ff_wi8_afp32"'))
     r = doit(profile=world["profile"], check=False)
     assert r.returncode != 0
     assert "dit: the app's pinned variant dynamic_wi4ff_wi8_afp32 failed its gate: dynamic_wi4ff_wi8_afp32 SNR dB" in r.stdout
@@ -222,7 +222,21 @@ def test_app_must_be_a_built_variant(tmp_path):
     with pytest.raises(InputError) as e:
         load_profile(p)
     assert e.value.field == "autoencoder" and "dynamic_int8" in str(e.value)
-    p.write_text('[source]\nkind = "synthetic"\n[dit]\nvariants = ["dynamic_wi4_afp32"]\napp = "weight_only_wi8_afp32"\n')
+    p.write_text('[source]\nkind = "synthetic"\n[dit]\nvariants = ["dynamic_wi8_afp32", "dynamic_wi4_afp32"]\n'
+                 'app = "weight_only_wi8_afp32"\n')
     with pytest.raises(InputError) as e:
         load_profile(p)
     assert e.value.field == "dit" and "weight_only_wi8_afp32" in str(e.value)
+
+
+@pytest.mark.parametrize("section, old, now", [
+    ("dit", 'quant_recipe = "weight_only_wi8_afp32"', 'variants = ["weight_only_wi8_afp32", ...]'),
+    ("autoencoder", 'precisions = ["float32", "float16"]', 'variants = ["float32", "float16"]')])
+def test_earlier_variant_spellings_say_the_one_shape(tmp_path, section, old, now):
+    """One `variants`/`app` shape for the three models: the DiT's quant_recipe and the decoder's
+    precisions are refused with one line saying how to write them now."""
+    p = write_profile(tmp_path, "x", f'[source]\nkind = "synthetic"\n[{section}]\n{old}\n')
+    with pytest.raises(InputError) as e:
+        load_profile(p)
+    assert e.value.field == section and f"{old.split()[0]} is gone" in str(e.value) and now in str(e.value)
+    assert len(str(e.value).splitlines()) == 1

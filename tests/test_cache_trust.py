@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from conftest import REPO, doit, executed, files_source
+from conftest import REPO, doit, doit_shared, executed, files_source
 from pipeline.cache import signing
 from pipeline.core.config import load_profile
 from pipeline.core.dag import stages
@@ -96,7 +96,10 @@ def objects(team, prefix) -> dict:
 
 
 def test_a_forged_entry_is_refused_and_built_locally(team):
-    ran = executed(build(team, "ci", sign="ci").stdout)
+    # CI's build: the run's own build of the same model restored (all but collect: another
+    # profile name), then pushed to the team's store, signed.
+    ran = executed(doit_shared(f"profile=profiles/{PROFILE}.toml", cwd=team["ci"]).stdout)
+    build(team, "ci", "cache_push", sign="ci")
     assert "collect" in ran and stats(team, "ci")["bytes_up"] > 0
     path, entry = entry_of(team, "shared", "dit_quantize")
     assert [s["key"] for s in entry["signatures"]] == ["ci"]
@@ -173,10 +176,11 @@ def test_d_gc_under_a_concurrent_restore(team):
     doit("clean", f"profile=profiles/{PROFILE}.toml", cwd=team["laptop"])
     done, collected = threading.Event(), []
 
-    def collect_garbage():
+    def collect_garbage():  # a gc a second, leaving the build its cores
         while not done.is_set():
             collected.append(sao_litert("cache", "gc", "--store", f"s3://{BUCKET}/gc", "--max-bytes", "0",
                                         env=team["server"].env()).stdout)
+            done.wait(1.0)
 
     gc = threading.Thread(target=collect_garbage)
     gc.start()

@@ -69,10 +69,10 @@ def test_malformed_json_gives_position(tmp_path):
 
 def test_profile_unknown_key_and_bad_toml(tmp_path):
     p = tmp_path / "x.toml"
-    p.write_text('[source]\nkind = "synthetic"\n[dit]\nquant_recipe = "int3"\n')
+    p.write_text('[source]\nkind = "synthetic"\n[dit]\nrecipe = "int3"\n')
     with pytest.raises(InputError) as e:
         load_profile(p)
-    assert e.value.field == "dit.quant_recipe"
+    assert e.value.field == "dit.recipe"
     p.write_text('[source\nkind = 1')
     with pytest.raises(InputError, match="malformed TOML"):
         load_profile(p)

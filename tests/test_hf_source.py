@@ -119,3 +119,50 @@ def test_d_new_revision_rebuilds_only_what_it_changes(hub):
     snapshot(hub["cache"], SAOS, "d" * 40, {**hub["model"], "model.safetensors": edited})
     assert executed(doit(profile=profile, env=hub["env"]).stdout) == {"checkpoint", *DIT_CHAIN, "verify_aarch64",
                                                                       "verify_web", "collect"}  # init's profile: checks on
+
+
+def _sparse_safetensors(path, shapes: dict):
+    """A safetensors file of these float32 shapes whose data is a hole: real size, no bytes used."""
+    header, offset = {}, 0
+    for key, shape in shapes.items():
+        n = 4 * int(torch.tensor(shape).prod()) if shape else 4
+        header[key] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text)
+        f.truncate(8 + len(text) + offset)
+
+
+def test_init_sizes_the_aarch64_check_to_a_real_size_model(tmp_path):
+    """`sao-litert init` on a real-size model (the real config and key shapes, its weights holes in
+    sparse files) writes a profile whose aarch64 check plans to fit the budget (900 emulated
+    seconds), where every default would plan hours; a tiny model keeps every default."""
+    from pipeline.core import resources
+    from pipeline.core.config import TargetsSettings, load_profile
+    from pipeline.core.model_config import load_model_config
+    from stages.models.layout import checkpoint_layout
+    from stages.synth import model_config
+    model, t5 = tmp_path / "saos", tmp_path / "t5"
+    model.mkdir()
+    t5.mkdir()
+    (model / "model_config.json").write_text(json.dumps(model_config("real")))
+    layout = checkpoint_layout(load_model_config(model / "model_config.json"))
+    _sparse_safetensors(model / "model.safetensors", {k: v for k, v in layout.items() if ".encoder." not in k})
+    (t5 / "config.json").write_text(json.dumps({"d_model": 768}))  # t5-base's width: the model's cond_dim
+    _sparse_safetensors(t5 / "model.safetensors", {"shared.weight": (32128, 768), "encoder.rest": (104_000_000,)})
+    (t5 / "spiece.model").write_bytes(b"")  # init checks it is there
+    r = init({}, "t_realsize", "--model", str(model), "--t5", str(t5))
+    assert r.returncode == 0, r.stdout
+    profile = load_profile(PROFILES / "t_realsize.toml")
+    assert resources.model_scale(profile) > 0.85  # real size, less the encoder the checkpoint may omit
+    plan = resources.plan_aarch64(profile)
+    assert plan["seconds"] <= 900 and plan["generation"] == 0 and plan["decoder_force_fp16"] > 0  # FORCE_FP16 kept
+    assert profile.targets.aarch64 and profile.targets.aarch64_decoders == "app"
+    assert resources.plan_aarch64(profile.model_copy(update={"targets": TargetsSettings()}))["seconds"] > 3600
+    assert "planned" in (PROFILES / "t_realsize.toml").read_text()
+    # A budget that fits nothing turns the check off, saying so.
+    r = init({}, "t_realsize", "--model", str(model), "--t5", str(t5), "--force", "--aarch64-budget-s", "60")
+    assert r.returncode == 0 and not load_profile(PROFILES / "t_realsize.toml").targets.aarch64
+    assert "aarch64 = false" in (PROFILES / "t_realsize.toml").read_text()

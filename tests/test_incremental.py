@@ -50,8 +50,8 @@ def test_d_dit_only_profile_field(built):
     assert run(built) == {"verify_dit", "select_app"}
 
 
-def test_e_quant_recipe(built):
-    built["profile"].write_text(built["head"] + '[dit]\nmin_snr_quant_db = 20.0\nquant_recipe = "weight_only_wi8_afp32"\n')
+def test_e_dit_recipe(built):
+    built["profile"].write_text(built["head"] + '[dit]\nmin_snr_quant_db = 20.0\nvariants = ["weight_only_wi8_afp32"]\n')
     assert run(built) == {"dit_quantize", "verify_dit", "select_app", "collect"}
 
 

@@ -93,3 +93,17 @@ def test_names_are_spelled_once_in_the_vocabulary():
     found = [f"{p.relative_to(REPO)}: {n}" for folder in ("pipeline", "stages", "runtime")
              for p in (REPO / folder).rglob("*.py") if p.name != "vocab.py" for n in names if n in p.read_text()]
     assert found == []
+
+
+def test_the_independence_contract_names_every_stage_module():
+    """pyproject.toml's "stages do not import one another" contract lists exactly the modules the
+    stage table runs (every target and every variant on), so a new stage is under it or this fails."""
+    import tomllib
+    from pipeline.core.config import load_profile
+    from pipeline.core.dag import stages
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    [listed] = [c["modules"] for c in contracts if c["type"] == "independence"]
+    run = {f"stages.{s.module}" for f in ("default.toml", "real-random.toml")
+           for s in stages(load_profile(REPO / "profiles" / f))}
+    assert "stages.quantize" in run and "stages.verify_web" in run and "stages.synth" in run
+    assert sorted(listed) == sorted(run)

@@ -18,10 +18,12 @@ def _config(stage: str, **changes) -> dict:
     return {**{s.name: s for s in stages(load_profile(None))}[stage].config, **changes}
 
 
-def _cond_inputs(a):
+def _cond_inputs(a, **variants):
+    """verify_conditioners' inputs, as the stage table groups them; `variants` replace files."""
     return {"shard": a / "shards/conditioners.safetensors", "t5_config": a / "inputs/t5/config.json",
-            "spiece": a / "inputs/t5/spiece.model", "float32": a / "conditioners/conditioners_float32.tflite",
-            "float16": a / "conditioners/conditioners_float16.tflite"}
+            "spiece": a / "inputs/t5/spiece.model",
+            "variants": {"float32": a / "conditioners/conditioners_float32.tflite",
+                         "float16": a / "conditioners/conditioners_float16.tflite", **variants}}
 
 
 def test_reports_written_and_passing(default_bundle):
@@ -51,14 +53,15 @@ def _zero_a_block(src, dst):
 
 def test_verify_conditioners_fails_a_corrupt_variant_and_stops_on_a_corrupt_float32(default_bundle, tmp_path):
     inputs = _cond_inputs(default_bundle)
-    bad = _zero_a_block(inputs["float16"], tmp_path / "conditioners_float16.tflite")
-    verify_conditioners.run({**inputs, "float16": bad}, {"report": tmp_path / "r.json"}, _config("verify_conditioners"))
+    bad = _zero_a_block(inputs["variants"]["float16"], tmp_path / "conditioners_float16.tflite")
+    verify_conditioners.run(_cond_inputs(default_bundle, float16=bad), {"report": tmp_path / "r.json"},
+                            _config("verify_conditioners"))
     report = json.loads((tmp_path / "r.json").read_text())  # a variant's failure: reported, left to select_app
     assert report["pass"] is True and report["variants"]["float16"]["pass"] is False
     assert not all(c["pass"] for c in report["checks"] if c.get("variant") == "float16")
     with pytest.raises(ParityError, match="float32 cross_attention_input rel. error"):  # the float16 file posing as float32
-        verify_conditioners.run({**inputs, "float32": inputs["float16"]}, {"report": tmp_path / "r.json"},
-                                _config("verify_conditioners"))
+        verify_conditioners.run(_cond_inputs(default_bundle, float32=inputs["variants"]["float16"]),
+                                {"report": tmp_path / "r.json"}, _config("verify_conditioners"))
 
 
 def test_verify_conditioners_fails_on_impossible_tolerance(default_bundle, tmp_path):
@@ -84,8 +87,8 @@ def test_missing_float16_fails_the_step(default_build, tmp_path, monkeypatch):
 def test_verify_dit_fails_on_wrong_artifact(default_bundle, tmp_path):
     a = default_bundle / "dit"
     inputs = {"shard": default_bundle / "shards/dit.safetensors",
-              "float32": a / "dit_model.tflite",  # the int8 file posing as float32
-              "dynamic_wi8_afp32": a / "dit_model.tflite"}
+              "variants": {"float32": a / "dit_model.tflite",  # the int8 file posing as float32
+                           "dynamic_wi8_afp32": a / "dit_model.tflite"}}
     with pytest.raises(ParityError, match="float32 rel. max-abs error"):
         verify_dit.run(inputs, {"report": tmp_path / "r.json"}, _config("verify_dit"))
 
@@ -97,14 +100,14 @@ def test_verify_autoencoder_fails_on_wrong_artifact(default_bundle, tmp_path):
     quantize.run({"tflite": default_bundle / "autoencoder/autoencoder_model.tflite"}, {"tflite": bad},
                  {"recipe": "dynamic_int8", "entries": RECIPES["dynamic_int8"], "role": "decoder"})
     with pytest.raises(ParityError, match="float32 rel. max-abs error"):
-        verify_autoencoder.run({"shard": default_bundle / "shards/decoder.safetensors", "tflite": bad},
+        verify_autoencoder.run({"shard": default_bundle / "shards/decoder.safetensors", "variants": {"float32": bad}},
                                {"report": tmp_path / "r.json"}, _config("verify_autoencoder"))
 
 
 def test_verify_autoencoder_falls_back_to_snr_vs_fp64_below_fp32_noise(default_bundle, tmp_path):
     # A tolerance under the fp32-vs-fp64 floor of the PyTorch decoder itself: gated by SNR vs fp64.
     inputs = {"shard": default_bundle / "shards/decoder.safetensors",
-              "tflite": default_bundle / "autoencoder/autoencoder_model.tflite"}
+              "variants": {"float32": default_bundle / "autoencoder/autoencoder_model.tflite"}}
     cfg = _config("verify_autoencoder", max_rel_fp32=1e-12)
     verify_autoencoder.run(inputs, {"report": tmp_path / "r.json"}, cfg)
     report = json.loads((tmp_path / "r.json").read_text())

@@ -117,7 +117,13 @@ class Cache:
     def restore(self, stage, key: StageKey, ran_on: str | None = None) -> StageKey | None:
         """Outputs of an earlier identical run, in place and verified: the key they were found
         under; None → build locally. `ran_on`: the worker that has just built them for this build
-        (pipeline/cluster/executor.py)."""
+        (pipeline/cluster/executor.py). The time it took is the stage's (`timing`)."""
+        if not self.readable:
+            return None
+        with self.timing(stage.name):
+            return self._lookup(stage, key, ran_on)
+
+    def _lookup(self, stage, key: StageKey, ran_on: str | None) -> StageKey | None:
         t0 = time.perf_counter()
         try:
             found, why = entries.usable(self.store(), stage, key, self.trusted, self.cfg.signatures_needed)

@@ -91,10 +91,8 @@ def _check(stage, key: StageKey, entry: dict, profile: Profile, store: Store, sc
                  for role, p in stage.outputs.items()}
     job = here / "job.json"
     here.mkdir(parents=True, exist_ok=True)
-    job.write_text(json.dumps({
-        "stage": stage.name, "module": stage.module, "config": stage.config, "profile": str(profile.path),
-        "inputs": {r: str(p) for r, p in in_paths.items()}, "outputs": {r: str(p) for r, p in out_paths.items()},
-        "log": str(here / "log" / f"{stage.name}.log"), "depfile": str(here / "deps.json"), "where": "rebuild"}))
+    job.write_text(json.dumps(stage.moved(in_paths, out_paths).job(here / "log" / f"{stage.name}.log",
+                                                                  here / "deps.json", profile.path, "rebuild")))
     with open(here / "console.txt", "wb") as console:
         rc = subprocess.call([sys.executable, "-m", "pipeline.core.runner", "--job", str(job)], cwd=REPO,
                              env=child_env(PYTHONUNBUFFERED="1"), stdout=console, stderr=subprocess.STDOUT,

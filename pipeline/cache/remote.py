@@ -21,11 +21,11 @@ class Registry:
 
     def __init__(self, out: Path):
         self.out, self.path = Path(out), Path(out) / ".remote.json"
+        # Files a fetch brought to disk, verified then: their digest and the stat they had, so
+        # doit's checker (whose state still holds the record) need not read them again.
+        self.fetched_path = self.out / ".fetched.json"
         self._lock = threading.Lock()
-        try:
-            self._files = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            self._files = {}
+        self._files, self._fetched = (_load(p) for p in (self.path, self.fetched_path))
 
     def _rel(self, path) -> str:
         return os.path.relpath(os.path.abspath(path), os.path.abspath(self.out))
@@ -44,14 +44,36 @@ class Registry:
     def drop(self, paths):
         self._update({}, [self._rel(p) for p in paths])
 
-    def _update(self, add: dict, drop):
+    def fetched(self, path, digest: str):
+        """The file is on disk now, with these verified bytes."""
+        st, rel = os.stat(path), self._rel(path)
+        self._update({}, [rel], {rel: {"digest": digest, "stat": [st.st_ino, st.st_mtime_ns, st.st_size]}})
+
+    def verified(self, path, st) -> str | None:
+        """The digest a fetch verified for this file, while it has the stat it had then."""
+        rec = self._fetched.get(self._rel(path))
+        seen = [getattr(st, "st_ino", None), getattr(st, "st_mtime_ns", None), st.st_size]
+        return rec["digest"] if rec is not None and rec["stat"] == seen else None
+
+    def _update(self, add: dict, drop, fetched: dict | None = None):
         with self._lock:
-            if all(self._files.get(k) == v for k, v in add.items()) and not set(drop) & set(self._files):
+            gone = set(drop) & (set(self._files) | set(self._fetched))
+            if all(self._files.get(k) == v for k, v in add.items()) and not gone and not fetched:
                 return
             self._files.update(add)
             for k in drop:
                 self._files.pop(k, None)
+                self._fetched.pop(k, None)
+            self._fetched.update(fetched or {})
             atomic.write_json(self.path, self._files)
+            atomic.write_json(self.fetched_path, self._fetched)
+
+
+def _load(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def digest_of(path, reg: Registry | None) -> str:
@@ -67,7 +89,8 @@ def consumed(table) -> set[Path]:
 
 
 def commit_fetched(tmp: Path, path: Path, digest: str, reg: Registry):
-    """A downloaded, verified blob into place; the file is no longer only in the cache."""
+    """A downloaded, verified blob into place; the file is no longer only in the cache, and is
+    known by its digest while its stat stays the same."""
     atomic.commit(tmp, path)
     remember(path, digest)
-    reg.drop([path])
+    reg.fetched(path, digest)

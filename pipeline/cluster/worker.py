@@ -22,7 +22,7 @@ from pipeline.core.config import REPO
 from pipeline.core.hashing import file_digest
 from pipeline.core.keys import StageKey
 from pipeline.core.procs import child_env, die_with_parent
-from pipeline.core.stage import Stage, grouped
+from pipeline.core.stage import Stage
 
 EVENT_TOPIC = "sao-litert"  # one event per stage process run here: client.get_events(EVENT_TOPIC)
 
@@ -77,11 +77,9 @@ def run_stage(spec: dict) -> dict:
             in_paths[role] = path
         out_paths = {role: scratch / "out" / role / name for role, name in spec["outputs"].items()}
         log_file, depfile = scratch / "log" / f"{stage.name}.log", scratch / "deps.json"
+        ran = stage.moved(in_paths, out_paths)
         job = scratch / "job.json"
-        job.write_text(json.dumps({
-            "stage": stage.name, "module": stage.module, "config": stage.config, "profile": "{profile}",
-            "inputs": {r: str(p) for r, p in in_paths.items()}, "outputs": {r: str(p) for r, p in out_paths.items()},
-            "log": str(log_file), "depfile": str(depfile), "where": "dask worker"}))
+        job.write_text(json.dumps(ran.job(log_file, depfile, "{profile}", "dask worker")))
         with open(scratch / "console.txt", "wb") as console:
             t_run = time.perf_counter()
             rc = subprocess.call([sys.executable, "-m", "pipeline.core.runner", "--job", str(job)], cwd=REPO,
@@ -94,7 +92,6 @@ def run_stage(spec: dict) -> dict:
             for role, path in in_paths.items():  # the client puts its own paths back
                 line = line.replace(str(path), "{%s}" % role)
             raise StageFailed(line, _put_log(store, log_file))
-        ran = Stage(stage.name, "", stage.module, grouped(in_paths), out_paths, stage.config, stage.tools)
         code = keys.read_depfile(depfile)
         # Signed with the worker's own key ($SAO_LITERT_CACHE_SIGNING_KEY where it runs): a
         # client that trusts keys restores only what a trusted key signed.

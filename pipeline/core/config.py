@@ -1,5 +1,6 @@
 """Pydantic schema of the build profile (TOML) and where artifacts go. The model's own
 config (model_config.json) is model_config.py."""
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -7,7 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from runtime.vocab import SPIECE
+from runtime.vocab import ROLES, SPIECE
 
 from .errors import InputError, pydantic_error
 from .hf import locate
@@ -56,35 +57,43 @@ DecoderPrecision = Literal["float32", "dynamic_int8", "dynamic_int8_float_ends",
 
 
 class _Variants(_Strict):
-    """A model's precision variants (each built by its own stage, gated against PyTorch on its
-    own threshold) and which one the app loads: pinned, or "auto" (chosen by [app]). A variant
-    failing its gate is reported and left out of the choice; it fails the build only when pinned."""
-    app: str | None = "auto"
+    """A model's precision variants, one shape for the three models: `variants` (each built by
+    its own stage, gated against PyTorch on its own threshold) and `app`, the one the app loads:
+    pinned, or "auto" (chosen by [app]). A variant failing its gate is reported and left out of
+    the choice; it fails the build only when pinned."""
+    app: str = "auto"
     # Per-variant gates, SNR (dB) against PyTorch, over the defaults in GATES.
     variant_min_snr_db: dict[str, float] = {}
     GATES: ClassVar[dict[str, float]] = {}
-    FIELD: ClassVar[str] = "variants"
     FROM_FLOAT32: ClassVar[bool] = True  # float32 is built, the reference the others are made from
-
-    @property
-    def built(self) -> list[str]:
-        """Every variant this profile builds."""
-        return self.variants
+    MOVED: ClassVar[dict[str, str]] = {}  # an earlier field → how to say it now ({value}: its value)
 
     def min_snr(self, variant: str) -> float:
         return self.variant_min_snr_db.get(variant, self.GATES.get(variant))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data):
+        for old, now in cls.MOVED.items():
+            if isinstance(data, dict) and old in data:
+                raise ValueError(f"{old} is gone: {now.format(value=json.dumps(data[old]))} (one shape for every "
+                                 "model: variants = [...], app = ...)")
+        return data
+
     @model_validator(mode="after")
     def _check_variants(self):
-        if len(set(self.built)) != len(self.built):
-            raise ValueError(f"{self.FIELD} {self.built} name one twice")
-        if self.FROM_FLOAT32 and "float32" not in self.built:
-            raise ValueError(f"{self.FIELD} must include float32 (the other variants are made from it)")
+        if len(set(self.variants)) != len(self.variants):
+            raise ValueError(f"variants {self.variants} name one twice")
+        if not self.variants:
+            raise ValueError("variants is empty")
+        self.app = self.app or self.variants[0]  # the DiT's default: its main variant
+        if self.FROM_FLOAT32 and "float32" not in self.variants:
+            raise ValueError("variants must include float32 (the other variants are made from it)")
         if unknown := set(self.variant_min_snr_db) - set(self.GATES):
             raise ValueError(f"variant_min_snr_db: no variant {', '.join(sorted(unknown))} (variants with a "
                              f"threshold here: {', '.join(self.GATES)})")
-        if self.app not in ("auto", None, *self.built):
-            raise ValueError(f"app '{self.app}' is not one of {self.FIELD} {self.built} (or \"auto\")")
+        if self.app not in ("auto", *self.variants):
+            raise ValueError(f"app '{self.app}' is not one of variants {self.variants} (or \"auto\")")
         return self
 
 
@@ -110,51 +119,44 @@ class ConditionersSettings(_Variants):
 
 
 class DitSettings(_Variants):
-    # The DiT is always quantized from the float32 conversion (never bundled): quant_recipe makes
-    # dit_model.tflite (stage dit_quantize); `variants` adds more recipes (stages dit_quantize_<recipe>),
-    # dynamic_wi4ff_wi8_afp32: int4 weights on the feed-forward layers, int8 elsewhere.
-    quant_recipe: DitRecipe = "dynamic_wi8_afp32"
-    variants: list[DitRecipe] = []  # besides quant_recipe
-    app: Literal["auto"] | DitRecipe | None = None  # None: quant_recipe
+    # The DiT is always quantized from the float32 conversion (never bundled). Each variant is a
+    # recipe (stage dit_quantize_<recipe>); the first is the main one: dit_model.tflite, stage
+    # dit_quantize (`doit dit_tflite`), gated by min_snr_quant_db, the app's unless `app` says
+    # otherwise. dynamic_wi4ff_wi8_afp32: int4 weights on the feed-forward layers, int8 elsewhere.
+    variants: list[DitRecipe] = ["dynamic_wi8_afp32"]
+    app: Literal["auto"] | DitRecipe | None = None  # None: the first of variants
     GATES: ClassVar[dict[str, float]] = {"dynamic_wi8_afp32": 28.0, "weight_only_wi8_afp32": 28.0,
                                          "dynamic_wi4_afp32": 15.0, "dynamic_wi4ff_wi8_afp32": 18.0}
-    FIELD: ClassVar[str] = "quant_recipe and variants"
     FROM_FLOAT32: ClassVar[bool] = False  # from the float32 conversion, which is not a variant
+    MOVED: ClassVar[dict[str, str]] = {"quant_recipe": "name it first in variants (variants = [{value}, ...])"}
     max_rel_fp32: float = 1e-4
-    min_snr_quant_db: float = 28.0  # quant_recipe's gate
+    min_snr_quant_db: float = 28.0  # the first variant's gate
     verify_cases: int = 4
 
     @property
-    def built(self) -> list[str]:
-        return [self.quant_recipe, *self.variants]
+    def main(self) -> str:
+        """The recipe of dit_model.tflite (stage dit_quantize)."""
+        return self.variants[0]
 
     def min_snr(self, variant):
-        return self.min_snr_quant_db if variant == self.quant_recipe else super().min_snr(variant)
-
-    @property
-    def app_variant(self) -> str:  # "auto" or a recipe
-        return self.app or self.quant_recipe
+        return self.min_snr_quant_db if variant == self.main else super().min_snr(variant)
 
 
 class AutoencoderSettings(_Variants):
-    # Decoder files built (`precisions`, the variants). float32 is always built (the others are
-    # quantized from it): dynamic_int8, int8 weights and compute on every conv; dynamic_int8_float_ends,
-    # the same with the first and last convs left float32; float16, float16 weights (FLOAT_CASTING).
-    precisions: list[DecoderPrecision] = ["float32"]
+    # Decoder variants. float32 is always built (the others are quantized from it): dynamic_int8,
+    # int8 weights and compute on every conv; dynamic_int8_float_ends, the same with the first and
+    # last convs left float32; float16, float16 weights (FLOAT_CASTING).
+    variants: list[DecoderPrecision] = ["float32"]
     # The one the app loads (autoencoder_model.tflite in the Arm layout), or "auto" ([app]).
     app: Literal["auto"] | DecoderPrecision = "float32"
     GATES: ClassVar[dict[str, float]] = {"dynamic_int8_float_ends": 25.0, "float16": 40.0}
-    FIELD: ClassVar[str] = "precisions"
+    MOVED: ClassVar[dict[str, str]] = {"precisions": "say variants = {value}"}
     max_rel_fp32: float = 1e-4
     # Used only when the fp32 reference itself differs from fp64 by more than max_rel_fp32.
     min_snr_db: float = 60.0
     # dynamic_int8 vs the PyTorch decoder (audio SNR, worst of the fixed latents). Measured:
     # 31.1 dB at real size (random weights).
     min_snr_int8_db: float = 25.0
-
-    @property
-    def variants(self) -> list[str]:
-        return self.precisions
 
     def min_snr(self, variant):
         return self.min_snr_int8_db if variant == "dynamic_int8" else super().min_snr(variant)
@@ -267,6 +269,11 @@ class Profile(_Strict):
     @property
     def out(self) -> Path:
         return artifacts_root() / self.name
+
+    @property
+    def models(self) -> dict[str, _Variants]:
+        """Role → its section: each with `variants`, `app` and their gates."""
+        return dict(zip(ROLES, (self.conditioners, self.dit, self.autoencoder)))
 
 
 def load_profile(path=None) -> Profile:

@@ -33,16 +33,11 @@ QUANTIZER = ("ai-edge-quantizer", "ai-edge-litert")
 def variant_files(p: Profile) -> dict[str, dict[str, Path]]:
     """model → variant → the file its stage builds."""
     o = p.out
-    return {"conditioners": {v: o / "conditioners" / f"conditioners_{v}.tflite" for v in p.conditioners.built},
-            "dit": {v: o / "dit" / ("dit_model.tflite" if v == p.dit.quant_recipe else f"dit_{v}.tflite")
-                    for v in p.dit.built},
+    return {"conditioners": {v: o / "conditioners" / f"conditioners_{v}.tflite" for v in p.conditioners.variants},
+            "dit": {v: o / "dit" / ("dit_model.tflite" if v == p.dit.main else f"dit_{v}.tflite")
+                    for v in p.dit.variants},
             "decoder": {q: o / "autoencoder" / ("autoencoder_model.tflite" if q == "float32" else f"autoencoder_{q}.tflite")
-                        for q in p.autoencoder.built}}
-
-
-def pins(p: Profile) -> dict[str, str]:
-    """model → the variant the profile pins as the app's, or "auto"."""
-    return {"conditioners": p.conditioners.app, "dit": p.dit.app_variant, "decoder": p.autoencoder.app}
+                        for q in p.autoencoder.variants}}
 
 
 class _Paths:
@@ -126,9 +121,9 @@ CHAINS = {"conditioners": _conditioners, "dit": _dit, "decoder": _decoder}  # a 
 
 def _quantized(p: Profile, f: _Paths, m: str, made: list[Stage]) -> list[Stage]:
     """A stage per variant the converter did not write, quantized from the float file by its
-    recipe (pipeline/core/recipes.py); the DiT's quant_recipe is stage dit_quantize."""
+    recipe (pipeline/core/recipes.py); the DiT's main variant is stage dit_quantize."""
     made = {path for stage in made for path in stage.outputs.values()}
-    return [Stage(f"{PREFIX[m]}_quantize" + ("" if m == "dit" and v == p.dit.quant_recipe else f"_{v}"),
+    return [Stage(f"{PREFIX[m]}_quantize" + ("" if m == "dit" and v == p.dit.main else f"_{v}"),
                   f"Quantize the float {m}: {v}", "quantize", inputs={"tflite": f.floats[m]},
                   outputs={"tflite": file}, config={"recipe": v, "entries": RECIPES[v], "role": m}, tools=QUANTIZER)
             for v, file in f.variants[m].items() if file not in made]
@@ -136,9 +131,9 @@ def _quantized(p: Profile, f: _Paths, m: str, made: list[Stage]) -> list[Stage]:
 
 def _verify(p: Profile, f: _Paths, m: str) -> Stage:
     """Every variant of model `m` against PyTorch, each by its own gate."""
-    s = _section(p, m)
+    s = p.models[m]
     inputs = {"shard": f.shards[m], "variants": {"float32": f.floats[m], **f.variants[m]}}
-    config = {"max_rel_fp32": s.max_rel_fp32, "variants": {v: s.min_snr(v) for v in s.built if v != "float32"}}
+    config = {"max_rel_fp32": s.max_rel_fp32, "variants": {v: s.min_snr(v) for v in s.variants if v != "float32"}}
     if m == "conditioners":
         inputs |= {k: f.src[k] for k in ("t5_config", "t5_weights", "spiece")}
         config |= {"prompts": s.prompts, "seconds": s.seconds}
@@ -149,10 +144,6 @@ def _verify(p: Profile, f: _Paths, m: str) -> Stage:
                                   else ("ai-edge-litert",))))
 
 
-def _section(p: Profile, model: str):
-    return {"conditioners": p.conditioners, "dit": p.dit, "decoder": p.autoencoder}[model]
-
-
 def _select_app(p: Profile, f: _Paths) -> Stage:
     c = p.conditioners
     return Stage("select_app", "Choose the app set: every combination of passing variants run end to end "
@@ -160,7 +151,7 @@ def _select_app(p: Profile, f: _Paths) -> Stage:
                  "select_app", inputs={"reference": f.reference, "source": f.facts, "parity": f.parity,
                                        "variants": f.variants},
                  outputs={**f.app, "chosen": f.chosen, "report": f.reports / "app.json"},
-                 config={**p.app.model_dump(exclude={"bundle_variants"}), "pins": pins(p),
+                 config={**p.app.model_dump(exclude={"bundle_variants"}), "pins": {m: s.app for m, s in p.models.items()},
                          "prompts": c.prompts[:p.app.requests], "seconds": c.seconds[:p.app.requests],
                          "steps": p.generate.steps, "threads": 2},
                  tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece"))
@@ -189,14 +180,14 @@ def _aarch64(p: Profile, f: _Paths) -> Stage:
                           "(emulated); gate against PyTorch",
         "verify_aarch64",
         inputs={"reference": f.reference, "source": f.facts, "chosen": f.chosen, "app": f.app,
-                "conditioners": {v: f.variants["conditioners"][v] for v in ("float32", "float16") if v in c.built},
+                "conditioners": {v: f.variants["conditioners"][v] for v in ("float32", "float16") if v in c.variants},
                 "decoders": decoders},
         outputs={"report": f.reports / "parity_aarch64.json"},
         config={"prompts": c.prompts[:t.aarch64_prompts or None], "seconds": c.seconds[:t.aarch64_prompts or None],
                 "max_rel_cond_fp32": c.max_rel_fp32,
-                "gates": {"conditioners": {v: c.min_snr(v) for v in c.built if v != "float32"},
-                          "dit": {v: d.min_snr(v) for v in d.built},
-                          "decoder": {q: a.min_snr_db if q == "float32" else a.min_snr(q) for q in a.built}},
+                "gates": {"conditioners": {v: c.min_snr(v) for v in c.variants if v != "float32"},
+                          "dit": {v: d.min_snr(v) for v in d.variants},
+                          "decoder": {q: a.min_snr_db if q == "float32" else a.min_snr(q) for q in a.variants}},
                 "dit_cases": t.aarch64_dit_cases, "latents": t.aarch64_latents, "cpu": t.aarch64_cpu,
                 "decoders": list(decoders), "min_snr_fp16_db": t.min_snr_fp16_db, "layout": p.app.layout,
                 "steps": t.aarch64_steps, "threads": 2, "min_latent_snr_db": p.app.min_latent_snr_db,

@@ -1,6 +1,7 @@
-"""Child-process entry point of every stage: `python -m pipeline.core.runner PROFILE STAGE`, or,
-on a Dask worker, `python -m pipeline.core.runner --job JOB.json` (the stage's row with its paths
-moved into the worker's scratch folder; pipeline/cluster/worker.py).
+"""Child-process entry point of every stage: `python -m pipeline.core.runner --job JOB.json`, the
+stage's description (pipeline/core/stage.py `Stage.job`): written by the build for a stage run
+here (artifacts/<profile>/.jobs/<stage>.json: run it again alone with this command), by a Dask
+worker with the paths moved into its scratch folder, by `cache verify --rebuild`.
 
 Gives the stage temporary output paths, and only after it returns renames them into place; a
 failed or killed stage therefore leaves no file that looks finished. After a stage succeeded it
@@ -16,10 +17,9 @@ import time
 import traceback
 from pathlib import Path
 
-from . import atomic, dag, keys, log as logsetup
-from .config import load_profile
+from . import atomic, keys, log as logsetup
 from .errors import InputError
-from .stage import Stage, grouped
+from .stage import Stage
 
 
 def _peak_rss_mb() -> float:
@@ -39,22 +39,10 @@ def _record_opens() -> set[str]:
     return seen
 
 
-def run(profile_path: str, name: str) -> int:
-    profile = load_profile(profile_path)
-    # The table is built before recording starts: what building it reads (the profile, the aarch64
-    # userland's versions) is in the stages' config slices, not in every stage's code.
-    stage = {s.name: s for s in dag.stages(profile)}[name]
-    opened = _record_opens()
-    return execute(stage, profile.out / "logs" / f"{name}.log", keys.depfile(profile.out, name), opened,
-                   profile_path, "local")
-
-
 def run_job(job_path: str) -> int:
     job = json.loads(Path(job_path).read_text())
     opened = _record_opens()
-    inputs, outputs = ({role: Path(p) for role, p in job[k].items()} for k in ("inputs", "outputs"))
-    stage = Stage(job["stage"], "", job["module"], grouped(inputs), outputs, config=job["config"])
-    return execute(stage, Path(job["log"]), Path(job["depfile"]), opened, job["profile"], job["where"])
+    return execute(Stage.from_job(job), Path(job["log"]), Path(job["depfile"]), opened, job["profile"], job["where"])
 
 
 def execute(stage: Stage, log_file: Path, depfile: Path, opened: set[str], profile_file, where: str) -> int:
@@ -98,4 +86,6 @@ def execute(stage: Stage, log_file: Path, depfile: Path, opened: set[str], profi
 
 
 if __name__ == "__main__":
-    sys.exit(run_job(sys.argv[2]) if sys.argv[1] == "--job" else run(*sys.argv[1:]))
+    if sys.argv[1:2] != ["--job"] or len(sys.argv) != 3:
+        sys.exit("usage: python -m pipeline.core.runner --job JOB.json")
+    sys.exit(run_job(sys.argv[2]))

@@ -1,5 +1,5 @@
 """The declaration of one build step (the rows of pipeline/core/dag.py)."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 _SEP = "/"  # between a group's name and a member's in a flat role; only this module joins or splits it
@@ -29,6 +29,24 @@ class Stage:
     def given(self) -> dict:
         """The inputs in the groups the table declared them in, as run() receives them."""
         return grouped(self.inputs)
+
+    def moved(self, inputs: dict[str, Path], outputs: dict[str, Path]) -> "Stage":
+        """The same stage on other paths (flat roles): a worker's or a rebuild's scratch folder."""
+        return replace(self, inputs=grouped(inputs), outputs=outputs)
+
+    def job(self, log: Path, depfile: Path, profile, where: str) -> dict:
+        """The one description of a stage run that `python -m pipeline.core.runner --job FILE`
+        reads, here, on a Dask worker or in a rebuild check: the stage, its log and depfile, the
+        profile its config came from (named in an input error) and where it runs."""
+        return {"stage": self.name, "module": self.module, "config": self.config, "tools": list(self.tools),
+                "inputs": {r: str(p) for r, p in self.inputs.items()},
+                "outputs": {r: str(p) for r, p in self.outputs.items()},
+                "log": str(log), "depfile": str(depfile), "profile": str(profile), "where": where}
+
+    @classmethod
+    def from_job(cls, job: dict) -> "Stage":
+        return cls(job["stage"], "", job["module"], grouped({r: Path(p) for r, p in job["inputs"].items()}),
+                   {r: Path(p) for r, p in job["outputs"].items()}, job["config"], tuple(job["tools"]))
 
 
 def grouped(flat: dict[str, Path]) -> dict:

@@ -14,7 +14,8 @@ from doit.exceptions import TaskFailed
 from doit.task import clean_targets
 
 from pipeline.cache import remote
-from pipeline.core import resources
+from pipeline.core import keys, resources
+from pipeline.core.atomic import write_json
 from pipeline.core.config import REPO
 from pipeline.core.hashing import file_digest
 from pipeline.core.keys import StageKey
@@ -54,12 +55,9 @@ def run_stage(stage: Stage, build: Build):
     stage key doit saves."""
     cache = build.cache
     key = stage_key(stage, build)
-    if cache.readable:
-        with cache.timing(stage.name):  # each step below that does the work records its own span
-            restored = cache.restore(stage, key)
-        if restored is not None:
-            return {"stage_key": restored.local}
-    try:
+    if (restored := cache.restore(stage, key)) is not None:
+        return {"stage_key": restored.local}
+    try:  # each step below that does the work records its own span (cache.timing)
         if build.cluster is not None:
             def on_disk(paths) -> StageKey:
                 materialize(build, paths)
@@ -83,7 +81,9 @@ def build_here(stage: Stage, build: Build, key: StageKey) -> StageKey:
     The child writes the per-task log and record; its console lines are progress only. Returns
     the key of the code the run recorded; StageFailed when the stage failed."""
     profile, cache = build.profile, build.cache
-    cmd = [sys.executable, "-m", "pipeline.core.runner", str(profile.path), stage.name]
+    job = profile.out / ".jobs" / f"{stage.name}.json"
+    write_json(job, stage.job(cache.log_file(stage), keys.depfile(profile.out, stage.name), profile.path, "local"))
+    cmd = [sys.executable, "-m", "pipeline.core.runner", "--job", str(job)]
     admit = resources.admission().admit(stage.name, resources.need(stage, profile),
                                         build.priorities.get(stage.name, 0.0))
     env = child_env(PYTHONUNBUFFERED="1", **({QUIET_ENV: "quiet"} if status.live() else {}))

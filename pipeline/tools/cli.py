@@ -31,6 +31,8 @@ def _parser():
     i.add_argument("--t5-revision", help="cached revision of --t5 (default: main)")
     i.add_argument("--force", action="store_true", help="replace an existing profile")
     i.add_argument("--dir", type=Path, help="write NAME.toml into this folder (default: the checkout's profiles/)")
+    i.add_argument("--aarch64-budget-s", type=float, default=900.0,
+                   help="emulated seconds the aarch64 check may plan for this model (default 900): sized to fit")
     b = sub.add_parser("build-many", help="build several profiles (at once on a Dask cluster)")
     b.add_argument("profiles", nargs="+", type=Path)
     b.add_argument("-n", "--jobs", type=int, help="stages at once per profile (doit -n)")
@@ -125,7 +127,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     if args.command == "init":
         from .init_profile import main as init
-        return init(args.name, args.model, args.t5, args.revision, args.t5_revision, args.force, args.dir)
+        return init(args.name, args.model, args.t5, args.revision, args.t5_revision, args.force, args.dir,
+                    args.aarch64_budget_s)
     if args.command == "cache":
         return _cache(args)
     from pipeline.cluster.many import main as build_many

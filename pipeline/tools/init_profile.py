@@ -2,12 +2,20 @@
 a model on disk, after checking all that can be checked without loading the weights: the files,
 model_config.json's schema, the checkpoint's key names and shapes (safetensors header, or a .ckpt
 mapped with weights_only), and the T5 width against the model's cond_dim. Nothing is written
-unless every check passes; errors are the build's one-line `error: FILE: FIELD: …`."""
+unless every check passes; errors are the build's one-line `error: FILE: FIELD: …`.
+
+The aarch64 check is sized here, in the profile where a reader sees it, not by the build at run
+time: its planned emulated seconds (pipeline/core/resources.py `plan_aarch64`, from the model's
+size) must fit `--aarch64-budget-s` (default 900, about a real-size cold conversion). Over it, the
+check is cut in this order until it fits: no 8-step generation, the app's decoder only, one latent,
+one DiT case, one prompt; still over it, the check is off, saying so. The same profile then
+verifies the same things on every machine, and its keys stay the same."""
 import json
 import logging
 import tempfile
 from pathlib import Path
 
+from pipeline.core import resources
 from pipeline.core.atomic import write_bytes
 from pipeline.core.config import REPO, load_profile
 from pipeline.core.model_config import load_model_config
@@ -39,7 +47,35 @@ def check(profile_path: Path):
     return src
 
 
-def text(name: str, model: str, t5: str, revision: str | None, t5_revision: str | None, src=None) -> str:
+# The cuts, in order, each a [targets] setting (pipeline/core/config.py TargetsSettings).
+CUTS = [("aarch64_steps", 0), ("aarch64_decoders", "app"), ("aarch64_latents", 1), ("aarch64_dit_cases", 1),
+        ("aarch64_prompts", 1)]
+
+
+def sized_targets(draft: Path, budget_s: float) -> list[str]:
+    """The [targets] lines that make the profile's aarch64 check fit the budget (none if it does)."""
+    profile, settings = load_profile(draft), {}
+    plan = resources.plan_aarch64(profile)
+    full = plan["seconds"]
+    for field, value in CUTS:
+        if plan["seconds"] <= budget_s:
+            break
+        settings[field] = value
+        profile.targets = profile.targets.model_copy(update=settings)
+        plan = resources.plan_aarch64(profile)
+    if plan["seconds"] <= budget_s and not settings:
+        return []
+    lines = ["[targets]", f"# The aarch64 check (emulated) plans {full:.0f} s for this model with every default,",
+             f"# over the budget (`sao-litert init --aarch64-budget-s {budget_s:g}`);"]
+    if plan["seconds"] > budget_s:
+        return lines + [f"# cut to its smallest it still plans {plan['seconds']:.0f} s: off. Turn it on (and size it) "
+                        "where an hour of emulation is fine, or verify on an Arm machine.", "aarch64 = false"]
+    return lines + [f"# sized to fit: {plan['seconds']:.0f} s planned (pipeline/core/resources.py plan_aarch64)."] + [
+        f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+
+
+def text(name: str, model: str, t5: str, revision: str | None, t5_revision: str | None, src=None,
+         targets: list[str] = ()) -> str:
     """The profile; `src` (the resolved source) adds what each field resolved to, as comments."""
     lines = [f"# Written by `sao-litert init {name}`. Build: ./dev build profile=profiles/{name}.toml",
              "[source]", 'kind = "files"',
@@ -58,7 +94,7 @@ def text(name: str, model: str, t5: str, revision: str | None, t5_revision: str 
         lines += ["# The cached revision of the T5 encoder.", f"t5_revision = {json.dumps(t5_revision)}"]
     if src:
         lines += [f"# Resolved now: {src.t5_dir}"]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *targets]) + "\n"
 
 
 def _absolute(spec: str) -> str:
@@ -67,7 +103,8 @@ def _absolute(spec: str) -> str:
     return str(folder.resolve()) if folder.is_dir() else spec
 
 
-def main(name: str, model: str, t5: str, revision=None, t5_revision=None, force=False, folder=None) -> int:
+def main(name: str, model: str, t5: str, revision=None, t5_revision=None, force=False, folder=None,
+         aarch64_budget_s: float = 900.0) -> int:
     target = Path(folder or REPO / "profiles").resolve() / f"{name}.toml"
     try:
         if target.exists() and not force:
@@ -78,10 +115,11 @@ def main(name: str, model: str, t5: str, revision=None, t5_revision=None, force=
             draft.write_text(text(name, model, t5, revision, t5_revision))
             try:
                 src = check(draft)
+                targets = sized_targets(draft, aarch64_budget_s)
             except InputError as e:  # name the profile being made, not the draft
                 e.file = str(target) if e.file == str(draft) else e.file
                 raise
-        write_bytes(target, text(name, model, t5, revision, t5_revision, src).encode())
+        write_bytes(target, text(name, model, t5, revision, t5_revision, src, targets).encode())
     except InputError as e:
         log.error("error: %s", e)
         return InputError.exit_code
