@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import DIT_CHAIN, DOIT, NO_AARCH64, doit, edit_dit_tensor, executed, in_checkout
+from conftest import DIT_CHAIN, DOIT, NO_AARCH64, doit, doit_shared, edit_dit_tensor, executed, in_checkout
 from pipeline.core.hashing import file_digest
 from pipeline.tools.bench import checkout
 from pipeline.tools.seaweed import BUCKET, SECRET_KEY, SeaweedS3
@@ -62,10 +62,12 @@ def kept(world, machine) -> dict:
 
 
 def test_a_second_machine_restores_everything(world):
-    first = build(world, "one").stdout
-    ran = executed(first)
-    assert "collect" in ran and "restored from cache" not in first
-    assert stats(world, "one")["bytes_up"] > 0
+    # The first machine's build: the run's own build of this model (restored from the run's cache
+    # but collect: another profile name), pushed to the team's store. (A build that uploads as it
+    # goes: test b.)
+    ran = executed(doit_shared(f"profile=profiles/{PROFILE}.toml", cwd=world["one"]["clone"]).stdout)
+    build(world, "one", "cache_push")
+    assert "collect" in ran and stats(world, "one")["bytes_up"] > 0
 
     second = build(world, "two").stdout
     assert executed(second) == ran  # doit ran every action, and each one restored:

@@ -45,8 +45,12 @@ class Registry:
         self._update({}, [self._rel(p) for p in paths])
 
     def fetched(self, path, digest: str):
-        """The file is on disk now, with these verified bytes."""
-        st, rel = os.stat(path), self._rel(path)
+        """The file is on disk now, with these verified bytes. One that was kept in the cache (doit's
+        state holds its record, not a time) is remembered by its stat."""
+        rel = self._rel(path)
+        if rel not in self._files:
+            return self._update({}, [rel])
+        st = os.stat(path)
         self._update({}, [rel], {rel: {"digest": digest, "stat": [st.st_ino, st.st_mtime_ns, st.st_size]}})
 
     def verified(self, path, st) -> str | None:
@@ -57,16 +61,12 @@ class Registry:
 
     def _update(self, add: dict, drop, fetched: dict | None = None):
         with self._lock:
-            gone = set(drop) & (set(self._files) | set(self._fetched))
-            if all(self._files.get(k) == v for k, v in add.items()) and not gone and not fetched:
-                return
-            self._files.update(add)
-            for k in drop:
-                self._files.pop(k, None)
-                self._fetched.pop(k, None)
-            self._fetched.update(fetched or {})
-            atomic.write_json(self.path, self._files)
-            atomic.write_json(self.fetched_path, self._fetched)
+            files = {k: v for k, v in {**self._files, **add}.items() if k not in drop}
+            known = {k: v for k, v in self._fetched.items() if k not in drop} | (fetched or {})
+            for path, old, new in ((self.path, self._files, files), (self.fetched_path, self._fetched, known)):
+                if new != old:
+                    atomic.write_json(path, new)
+            self._files, self._fetched = files, known
 
 
 def _load(path: Path) -> dict:
@@ -89,8 +89,8 @@ def consumed(table) -> set[Path]:
 
 
 def commit_fetched(tmp: Path, path: Path, digest: str, reg: Registry):
-    """A downloaded, verified blob into place; the file is no longer only in the cache, and is
-    known by its digest while its stat stays the same."""
+    """A downloaded, verified blob into place; a file that was kept in the cache no longer is,
+    and is known by its digest while its stat stays the same."""
     atomic.commit(tmp, path)
     remember(path, digest)
     reg.fetched(path, digest)

@@ -48,8 +48,9 @@ class _Paths:
         self.shards = {k: o / "shards" / f"{k}.safetensors" for k in MODELS}
         self.facts = o / "shards" / "source.json"  # checkpoint hash + audio facts, for the manifest
         self.variants = variant_files(p)
-        self.floats = {"conditioners": self.variants["conditioners"]["float32"], "dit": o / "dit" / "dit_float32.tflite",
-                       "decoder": self.variants["decoder"]["float32"]}  # what the quantized variants are made from
+        # What the quantized variants are made from.
+        self.floats = {"conditioners": self.variants["conditioners"]["float32"],
+                       "dit": o / "dit" / "dit_float32.tflite", "decoder": self.variants["decoder"]["float32"]}
         self.app = {m: o / "app" / f"{m}.tflite" for m in MODELS}  # the chosen variants (select_app)
         self.chosen = o / "app" / "chosen.json"  # which they are: changes only when the set does
         self.reports = o / "reports"
@@ -58,7 +59,8 @@ class _Paths:
         self.bundle = o / "bundle"
         # What the PyTorch reference generation reads (stages/models/reference.py).
         self.reference = {"cond_shard": self.shards["conditioners"], "dit_shard": self.shards["dit"],
-                          "decoder_shard": self.shards["decoder"], **{k: self.src[k] for k in ("t5_config", "t5_weights", "spiece")}}
+                          "decoder_shard": self.shards["decoder"],
+                          **{k: self.src[k] for k in ("t5_config", "t5_weights", "spiece")}}
 
 
 def stages(p: Profile) -> list[Stage]:
@@ -93,7 +95,8 @@ def _conditioners(p: Profile, f: _Paths) -> list[Stage]:
                   tools=(*TORCH, "transformers", "onnx")),
             Stage("conditioners_tflite", "onnx2tf: conditioners.onnx → float32 and float16 .tflite",
                   "conditioners_tflite", inputs={"onnx": onnx},
-                  outputs={"float32": f.floats["conditioners"], "float16": onnx.with_name("conditioners_float16.tflite")},
+                  outputs={"float32": f.floats["conditioners"],
+                           "float16": onnx.with_name("conditioners_float16.tflite")},
                   config={"onnx2tf": p.conditioners.onnx2tf},
                   tools=("onnx2tf", "tensorflow-cpu", "tf-keras", "onnx", "onnxsim", "onnxruntime"))]
 
@@ -151,7 +154,8 @@ def _select_app(p: Profile, f: _Paths) -> Stage:
                  "select_app", inputs={"reference": f.reference, "source": f.facts, "parity": f.parity,
                                        "variants": f.variants},
                  outputs={**f.app, "chosen": f.chosen, "report": f.reports / "app.json"},
-                 config={**p.app.model_dump(exclude={"bundle_variants"}), "pins": {m: s.app for m, s in p.models.items()},
+                 config={**p.app.model_dump(exclude={"bundle_variants"}),
+                         "pins": {m: s.app for m, s in p.models.items()},
                          "prompts": c.prompts[:p.app.requests], "seconds": c.seconds[:p.app.requests],
                          "steps": p.generate.steps, "threads": 2},
                  tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece"))

@@ -69,7 +69,7 @@ def doit_config(build: Build) -> dict:
     return {
         "reporter": status.StatusReporter if status.wanted(sys.argv[1:]) else "console",
         "dep_file": str(build.profile.out / ".doit.db"),
-        "backend": "sqlite3-durable",    # transactional, committed per task (build/statedb.py)
+        "backend": "sqlite3-durable",    # transactional, committed per task (statedb.py)
         "check_file_uptodate": checker.checker_for(build.registry),  # sees the files kept in the cache
         "par_type": "thread",            # actions only wait on stage subprocesses or Dask tasks
         "num_process": _parallelism(build),
@@ -82,7 +82,7 @@ def doit_config(build: Build) -> dict:
 
 
 def _parallelism(build: Build) -> int:
-    """Stages in flight by default: twice the cores here (the admission in pipeline/resources.py
+    """Stages in flight by default: twice the cores here (the admission in pipeline/core/resources.py
     runs one stage process per core, longest remaining chain first, while the others restore,
     upload or wait), or the cluster's threads. `doit -n N` overrides it; `-n 1` is serial."""
     return max(2 * (os.cpu_count() or 1), build.cluster.threads() if build.cluster else 0)

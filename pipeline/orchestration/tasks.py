@@ -46,7 +46,8 @@ class KeyUnchanged:
 def stage_key(stage: Stage, build: Build) -> StageKey:
     """The stage's key now: the code its last run recorded, its inputs' digests (a file a restore
     left in the store by its record)."""
-    return StageKey(stage, build.code(stage), {role: remote.digest_of(p, build.registry) for role, p in stage.inputs.items()})
+    return StageKey(stage, build.code(stage),
+                    {role: remote.digest_of(p, build.registry) for role, p in stage.inputs.items()})
 
 
 def run_stage(stage: Stage, build: Build):
