@@ -52,7 +52,8 @@ def run(inputs, outputs, config):
     ranked = _ranked(variants, timings, candidates, e2e, config)
     meeting = [(x, tx) for x, tx in ranked if x["meets"]]
     if not meeting:
-        closest = sorted(ranked, key=lambda p: (_shortfall(p[0], config), _order(config)(*p)))[:3]
+        order = _order(config)
+        closest = sorted(ranked, key=lambda p: (_shortfall(p[0], config), order(*p)))[:3]
         raise ParityError(
             f"no app set meets [app] max_bytes = {config['max_bytes']}, min_latent_snr_db = "
             f"{config['min_latent_snr_db']}, min_audio_snr_db = {config['min_audio_snr_db']} as "
@@ -127,7 +128,8 @@ def _ranked(variants, timings, candidates, e2e, config) -> list[tuple[dict, dict
         tx["front"] = x["snr_ok"] and not any(
             y["snr_ok"] and y["bytes"] <= x["bytes"] and ty["warm_s"] <= tx["warm_s"]
             and (y["bytes"], ty["warm_s"]) != (x["bytes"], tx["warm_s"]) for y, ty in zip(combos, times))
-    ranked = sorted(zip(combos, times), key=lambda p: _order(config)(*p))
+    order = _order(config)
+    ranked = sorted(zip(combos, times), key=lambda p: order(*p))
     for x, tx in ranked:
         log.info("%-58s %8.1f MB %7.2f s  latent %6.2f dB  audio %6.2f dB%s%s", _name(x), x["bytes"] / 1e6,
                  tx["warm_s"], x["latent_snr_db"], x["audio_snr_db"], "  front" if tx["front"] else "",

@@ -77,9 +77,13 @@ def _load(path: Path) -> dict:
 
 
 def digest_of(path, reg: Registry | None) -> str:
-    """A file's XXH3-128: its record's when it is kept in the cache, else its bytes'."""
-    rec = reg.get(path) if reg is not None else None
-    return rec["digest"] if rec else file_digest(path)
+    """A file's XXH3-128: its record's when it is kept in the cache, the one a fetch verified
+    while its stat is unchanged, else its bytes'."""
+    if reg is None:
+        return file_digest(path)
+    if rec := reg.get(path):
+        return rec["digest"]
+    return reg.verified(path, os.stat(path)) or file_digest(path)
 
 
 def consumed(table) -> set[Path]:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from itertools import count
 
 from .config import FileSource, Profile
+from .dag import stages
 from .stage import Stage
 
 log = logging.getLogger("sao.resources")
@@ -41,8 +42,8 @@ MEASURED = {
 # Every quantize stage, by the model it quantizes (config "role"): its largest variant's row
 # (the conditioners' real size from real-random with every variant, tiny borrowed from the DiT's).
 QUANTIZE = {"conditioners": (93, 863, 1.1), "dit": (93, 2360, 3.6), "decoder": (100, 591, 0.8)}
-_LARGEST = tuple(max(v[i] for v in (*MEASURED.values(), *QUANTIZE.values())) for i in range(3))  # a stage not measured yet
-# Checkpoint + T5 weight bytes of the two presets those figures were measured on.
+_LARGEST = tuple(max(v[i] for v in (*MEASURED.values(), *QUANTIZE.values()))
+                 for i in range(3))  # a stage not measured yet
 # The aarch64 check's emulated work (stages/verify_aarch64.py under qemu, Cortex-A710, 2 threads):
 # seconds of one invoke at the tiny preset (the default build's record, logs/verify_aarch64.json
 # "measured") and at real size (real-random, notes on issues 21 and 29): what `plan_aarch64` adds up.
@@ -51,6 +52,7 @@ EMULATED = {"start": (9.0, 30.0), "conditioners": (0.3, 35.0), "dit": (0.05, 55.
             "decoder_int8": (2.0, 380.0), "decoder_float": (2.0, 1300.0), "decoder_fp16": (6.0, 640.0)}
 _DECODER_COST = {"float32": "decoder_float", "float16": "decoder_float", "dynamic_int8": "decoder_int8",
                  "dynamic_int8_float_ends": "decoder_int8"}
+# Checkpoint + T5 weight bytes of the two presets those figures were measured on.
 MODEL_BYTES = (5_876_263 + 741_824, 1_989_206_371 + 438_525_864)
 MARGIN = 1.15
 _ENV = "SAO_LITERT_MEMORY"  # bytes this machine may give its stages (default: available memory)
@@ -162,21 +164,21 @@ def admission() -> Admission:
 
 def plan_aarch64(profile: Profile, scale: float | None = None) -> dict[str, float]:
     """The emulated seconds the profile's aarch64 check plans, by part and in all ("seconds"), at
-    the model's size (`scale`: 0 tiny … 1 real, model_scale by default). The app's conditioners
-    and decoder are not known before select_app: the costliest candidates are counted."""
+    the model's size (`scale`: 0 tiny … 1 real, model_scale by default), from the check's row in
+    the stage table (what it runs: its config and inputs). The app's conditioners are not known
+    before select_app: one more is counted when a candidate is not among those checked anyway."""
     scale = model_scale(profile) if scale is None else scale
-    t, c = profile.targets, profile.conditioners
+    [check] = [s for s in stages(profile) if s.module == "verify_aarch64"]
+    c, checked = check.config, check.given.get("conditioners", {})
 
     def cost(kind: str) -> float:
         tiny, real = EMULATED[kind]
         return tiny + (real - tiny) * scale
-    prompts = len(c.prompts[:t.aarch64_prompts or None])
-    conds = len({"float32", "float16"} & set(c.variants)) + bool(set(c.variants) - {"float32", "float16"})
-    decoders = profile.autoencoder.variants if t.aarch64_decoders == "all" else []
-    parts = {"start": cost("start"), "conditioners": prompts * conds * cost("conditioners"),
-             "dit": t.aarch64_dit_cases * cost("dit"),
-             "decoders": t.aarch64_latents * sum(cost(_DECODER_COST[q]) for q in decoders),
-             "decoder_force_fp16": t.aarch64_latents * cost("decoder_fp16"),
-             "generation": (cost("conditioners") + t.aarch64_steps * cost("dit_step") + cost("decoder_fp16")
-                            if t.aarch64_steps else 0.0)}
+    conds = len(checked) + bool({"float32", *c["gates"]["conditioners"]} - set(checked))
+    parts = {"start": cost("start"), "conditioners": len(c["prompts"]) * conds * cost("conditioners"),
+             "dit": c["dit_cases"] * cost("dit"),
+             "decoders": c["latents"] * sum(cost(_DECODER_COST[q]) for q in c["decoders"]),
+             "decoder_force_fp16": c["latents"] * cost("decoder_fp16"),
+             "generation": (cost("conditioners") + c["steps"] * cost("dit_step") + cost("decoder_fp16")
+                            if c["steps"] else 0.0)}
     return {**parts, "seconds": sum(parts.values())}

@@ -43,9 +43,7 @@ class XXH3Checker(FileChangedChecker):
             return False
         if file_stat.st_size != size:
             return True
-        if self.registry is not None and (fetched := self.registry.verified(file_path, file_stat)):
-            return digest != fetched  # fetched and verified since doit saw its record: not read again
-        return digest != remote.digest_of(file_path, self.registry)
+        return digest != remote.digest_of(file_path, self.registry)  # a fetched file: not read again
 
     def get_state(self, dep, current_state):
         if rec := self._record(dep):
