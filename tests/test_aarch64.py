@@ -91,7 +91,8 @@ def test_force_fp16_overflow_fails_its_gate(overflowing):
 
 def test_changed_aarch64_pins_rerun_verify_aarch64_alone(default_bundle, scratch_profile, tmp_path):
     """The default model with the smallest aarch64 check (its other stages restored from the run's
-    cache): a userland whose pins changed re-keys verify_aarch64 and nothing else."""
+    cache): a userland whose pins changed re-keys verify_aarch64 and nothing else; back on the
+    real userland, its first key answers again."""
     profile = scratch_profile('[source]\nkind = "synthetic"\nseed = 0\n[targets]\nweb = false\naarch64_prompts = 1\n'
                               'aarch64_dit_cases = 1\naarch64_latents = 1\naarch64_decoders = "app"\naarch64_steps = 0\n')
     assert executed(doit_shared(profile=profile).stdout) >= {"verify_aarch64", "collect"}
@@ -104,4 +105,7 @@ def test_changed_aarch64_pins_rerun_verify_aarch64_alone(default_bundle, scratch
     versions["wheels"] = [w.replace("numpy==", "numpy===") for w in versions["wheels"]]  # as if re-pinned
     (fake / "versions.json").write_text(json.dumps(versions))
     assert executed(doit(profile=profile, env={"SAO_LITERT_AARCH64": str(fake)}).stdout) == {"verify_aarch64"}
-    assert executed(doit(profile=profile).stdout) == {"verify_aarch64"}  # back to the real userland's key
+    # Back to the real userland: the first run's key, so its entry in the run's cache answers.
+    assert executed(doit_shared(profile=profile).stdout) == {"verify_aarch64"}
+    stats = json.loads((ARTIFACTS / profile.stem / "logs" / "last_build.json").read_text())
+    assert stats["stages"] == {"verify_aarch64": "restored"}

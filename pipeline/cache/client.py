@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core import atomic, keys
@@ -85,6 +86,16 @@ def stats_path(profile: Profile):
     return profile.out / "logs" / "last_build.json"  # what the last build did, per stage; cache figures
 
 
+@dataclass(frozen=True)
+class Made:
+    """What a stage's run made (`Cache.restore_or_run`): the key of the code it ran; `where` it ran:
+    "here", a worker's address, or None for a worker's earlier result restored (and recorded) as
+    such; `upload`: False for a run here that changed its own input."""
+    key: StageKey
+    where: str | None = "here"
+    upload: bool = True
+
+
 class Cache:
     """One build's cache client (pipeline/orchestration/context.py makes it): doit's threads share its
     store, warnings and stats."""
@@ -113,7 +124,27 @@ class Cache:
     def writable(self) -> bool:
         return self.cfg.mode == "read-write"
 
-    # ------------------------------------------------------------------ the two operations
+    # ------------------------------------------------------------------ the operations
+    def restore_or_run(self, stage, key: StageKey, produce, restore: bool = True) -> StageKey:
+        """The one call a stage action makes: the outputs of an earlier identical run restored, or
+        else made by `produce(log_file) -> Made` (here or on a worker), timed, its outcome
+        recorded and a run here uploaded in the background. Returns the key the outputs answer;
+        what `produce` raises (StageFailed) is recorded as a failure and raised again.
+        `restore=False`: a file a restore kept is being made again (nothing to look up)."""
+        if restore and (found := self.restore(stage, key)) is not None:
+            return found
+        with self.timing(stage.name):
+            try:
+                made = produce(self.log_file(stage))
+            except BaseException:
+                self._ran(stage.name, "failed")
+                raise
+        if made.where is not None:
+            self._ran(stage.name, "ran" if made.where == "here" else f"ran on {made.where}")
+        if made.where == "here" and made.upload and self.writable:
+            self._background(self.upload, stage, made.key)
+        return made.key
+
     def restore(self, stage, key: StageKey, ran_on: str | None = None) -> StageKey | None:
         """Outputs of an earlier identical run, in place and verified: the key they were found
         under; None → build locally. `ran_on`: the worker that has just built them for this build
@@ -143,12 +174,9 @@ class Cache:
             self._record(stage.name, "miss")
         return None
 
-    def upload_soon(self, stage, key: StageKey):
-        """Upload in the background, so the stages that wait for this one can start now; the
-        process waits for its uploads before it exits."""
-        self._background(self.upload, stage, key)
-
     def _background(self, fn, *args):
+        """Uploads run in the background, so the stages that wait for this one can start now; the
+        process waits for them before it exits."""
         with self._lock:
             if self._uploader is None:
                 self._uploader = ThreadPoolExecutor(1, thread_name_prefix="cache-upload")
@@ -229,7 +257,6 @@ class Cache:
             self.stats["bytes_left_in_cache"] += left
         if ran_on:
             log.info("  %s: ran on %s; fetched %.1f MB in %.1f s%s", stage.name, ran_on, size / 1e6, secs, kept)
-            self.ran(stage.name, f"ran on {ran_on}")
         else:
             log.info("  %s: restored from cache (%.1f MB, %.1f s%s)", stage.name, size / 1e6, secs, kept)
             self._record(stage.name, "hit")
@@ -342,7 +369,7 @@ class Cache:
             self.stats["stages"][stage] = "restored" if outcome == "hit" else "missed"
             self._save()
 
-    def ran(self, stage: str, outcome: str = "ran"):
+    def _ran(self, stage: str, outcome: str):
         """A stage ran here (outcome "ran"), on a worker ("ran on ADDRESS") or failed ("failed")."""
         with self._lock:
             self.stats["stages"][stage] = outcome

@@ -3,19 +3,22 @@
 inputs the store holds (the outputs of the entries before it, the source files here), its entry
 looked up as a restore would, then (for every stage, or a random `sample` of them) the stage run
 from exactly those inputs through pipeline.core.runner and its outputs compared with the entry's.
-Each action is checked on its own: the stages after one use the store's outputs, not the rebuilt
-ones. With a signing key the rebuilder co-signs what it reproduced and records what it did not
-(entries.cosign): `[cache] signatures_needed = 2` then trusts what two builders agree on."""
+Each action is checked on its own (the stages after one use the store's outputs, not the rebuilt
+ones), so the checks run side by side, admitted as a build's stages are. With a signing key the
+rebuilder co-signs what it reproduced and records what it did not (entries.cosign): `[cache]
+signatures_needed = 2` then trusts what two builders agree on."""
 import json
 import logging
+import os
 import random
 import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pipeline.core import keys
+from pipeline.core import keys, resources
 from pipeline.core.config import REPO, Profile
 from pipeline.core.dag import stages
 from pipeline.core.hashing import file_digest
@@ -56,11 +59,15 @@ def rebuild(profile: Profile, store: Store, sample: int | None = None, signer: s
         found[stage.name] = hit
         for role, path in stage.outputs.items():
             digest_of[path] = hit[1]["outputs"][role]["digest"]
-    with tempfile.TemporaryDirectory(prefix="sao-rebuild-") as scratch:
+    # The checks are independent (each from the store's inputs): as many at once as the build's
+    # admission lets run (a core each, within the memory their stages need).
+    with tempfile.TemporaryDirectory(prefix="sao-rebuild-") as scratch, \
+            ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="rebuild") as pool:
+        checks = {s.name: pool.submit(_admitted, s, *found[s.name], profile, store, Path(scratch), signer)
+                  for s in table if s.name in found and s.name in chosen}
         for stage in table:
             if stage.name in found:
-                report[stage.name] = (_check(stage, *found[stage.name], profile, store, Path(scratch), signer)
-                                      if stage.name in chosen else {"verdict": "not sampled"})
+                report[stage.name] = checks[stage.name].result() if stage.name in checks else {"verdict": "not sampled"}
     for name, r in report.items():
         detail = "; ".join(f"{role}: entry {d['entry']}, rebuilt {d['rebuilt']}"
                            for role, d in r.get("outputs", {}).items()) or r.get("why") or ""
@@ -70,6 +77,12 @@ def rebuild(profile: Profile, store: Store, sample: int | None = None, signer: s
 
 def _under(path: Path, folder: Path) -> bool:
     return Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
+def _admitted(stage, key: StageKey, entry: dict, profile: Profile, store: Store, scratch: Path,
+              signer: signing.Signer | None) -> dict:
+    with resources.admission().admit(stage.name, resources.need(stage, profile)):
+        return _check(stage, key, entry, profile, store, scratch, signer)
 
 
 def _check(stage, key: StageKey, entry: dict, profile: Profile, store: Store, scratch: Path,

@@ -16,13 +16,12 @@ import logging
 import os
 import threading
 
-from doit.exceptions import TaskFailed
-
 from pipeline.cache import client as cache_client
+from pipeline.cache.client import Made
 from pipeline.cache.store import redact
 from pipeline.core import keys, resources
 from pipeline.core.config import ExecutorSettings, Profile
-from pipeline.core.errors import InputError
+from pipeline.core.errors import InputError, StageFailed
 from pipeline.core.keys import StageKey
 from . import worker
 
@@ -67,11 +66,11 @@ class Remote:
         workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
         return max((w.get("resources", {}).get("MEM", 0) for w in workers), default=0)
 
-    def run(self, stage, key: StageKey, cache, on_disk) -> StageKey | TaskFailed | None:
-        """A StageKey: built on a worker and restored here under that key. TaskFailed: the stage
-        itself failed (its `error:` line printed, its log fetched). None: run it here instead.
-        `on_disk(paths)` puts files a restore left in the store on disk (or makes them again) and
-        returns the stage's key then (pipeline/orchestration/tasks.py)."""
+    def run(self, stage, key: StageKey, cache, on_disk) -> Made | None:
+        """Made: built on a worker and restored here under the key of the code it ran. None: run
+        it here instead. StageFailed: the stage itself failed (its `error:` line printed, its log
+        fetched). `on_disk(paths)` puts files a restore left in the store on disk (or makes them
+        again) and returns the stage's key then (pipeline/orchestration/tasks.py)."""
         from distributed import KilledWorker
         if self.off or not cache.writable:
             return None
@@ -88,10 +87,10 @@ class Remote:
             log.info("  %s: submitted to %s (MEM %.1f GB)", stage.name, self.address, need / 1e9)
             result = future.result()
         except worker.StageFailed as e:
-            return self._failed(stage, cache, *e.args)
+            raise self._failed(stage, cache, *e.args) from None
         except worker.KeyMismatch as e:
             log.error("error: %s", e)
-            return TaskFailed(str(e))
+            raise StageFailed(str(e)) from None
         except KilledWorker as e:
             log.warning("warning: executor: %s killed its workers (%s); running it here", stage.name, e)
             return None
@@ -100,7 +99,7 @@ class Remote:
             return None
         ran_on = result["worker"] if result["executed"] else None
         if (restored := cache.restore(stage, key.with_code(result["code"]), ran_on=ran_on)) is not None:
-            return restored
+            return Made(restored, where=ran_on)
         differ = [f for f, d in keys.code_digests(result["code"]).items() if d != result["digests"].get(f, d)]
         log.warning("warning: executor: %s: the worker's result could not be restored here%s; running it here",
                     stage.name, f" (code differs: {', '.join(differ)})" if differ else "")
@@ -131,7 +130,7 @@ class Remote:
             "outputs": {role: p.name for role, p in stage.outputs.items()},
             "cache": {"url": cache.cfg.url, "options": cache.cfg.options}}
 
-    def _failed(self, stage, cache, line: str, log_digest: str | None) -> TaskFailed:
+    def _failed(self, stage, cache, line: str, log_digest: str | None) -> StageFailed:
         for role, path in stage.inputs.items():
             line = line.replace("{%s}" % role, str(path))
         line = line.replace("{profile}", str(self.profile.path))
@@ -143,8 +142,7 @@ class Remote:
             except Exception:  # noqa: BLE001 - the error line is what matters
                 pass
         log.error("%s", line)
-        cache.ran(stage.name, "failed")
-        return TaskFailed(f"stage '{stage.name}' failed on a worker; log: {log_file}")
+        return StageFailed(f"stage '{stage.name}' failed on a worker; log: {log_file}")
 
     def _fail(self, e: Exception):
         with self._lock:

@@ -28,3 +28,8 @@ def pydantic_error(file: Path, exc) -> InputError:
     first = ".".join(str(p) for p in errs[0]["loc"]) if errs else None
     more = f" (+{len(errs) - 5} more)" if len(errs) > 5 else ""
     return InputError(file, first, "; ".join(parts) + more)
+
+
+class StageFailed(Exception):
+    """A stage failed where it ran (here or on a worker): the message names the stage, its exit
+    status or error line, and its log."""

@@ -144,7 +144,8 @@ def fetch_task(build: Build) -> dict:
     """`doit fetch`: bring the build up to date, then download every file a restore kept in the
     cache (pipeline/cache/remote.py), so that all of artifacts/<profile>/ is on disk."""
     from doit.exceptions import TaskFailed
-    from .tasks import StageFailed, materialize
+    from pipeline.core.errors import StageFailed
+    from .tasks import materialize
 
     def action():
         paths = build.registry.paths()

@@ -1,9 +1,9 @@
 """Stage declarations → doit task dicts, and the action that restores or runs a stage. The stage
 table itself lives in pipeline/core/dag.py.
 
-One action computes the stage's key once (pipeline/core/keys.py `StageKey`) and hands it to the
-cache (restore, upload) and the cluster; after the stage ran here, the key of the code it
-recorded is computed once more and saved by doit."""
+One action computes the stage's key once (pipeline/core/keys.py `StageKey`) and hands it, with
+the way to make the stage (on the cluster or here), to the cache client in one call; after the
+stage ran, the key of the code it recorded is what doit saves."""
 import json
 import logging
 import subprocess
@@ -14,9 +14,11 @@ from doit.exceptions import TaskFailed
 from doit.task import clean_targets
 
 from pipeline.cache import remote
+from pipeline.cache.client import Made
 from pipeline.core import keys, resources
 from pipeline.core.atomic import write_json
 from pipeline.core.config import REPO
+from pipeline.core.errors import StageFailed
 from pipeline.core.hashing import file_digest
 from pipeline.core.keys import StageKey
 from pipeline.core.log import QUIET_ENV, record_of
@@ -26,10 +28,6 @@ from . import status
 from .context import Build
 
 log = logging.getLogger("sao.cache")
-
-
-class StageFailed(Exception):
-    """A stage process failed here: the message names the stage, its exit status and its log."""
 
 
 class KeyUnchanged:
@@ -51,64 +49,58 @@ def stage_key(stage: Stage, build: Build) -> StageKey:
 
 
 def run_stage(stage: Stage, build: Build):
-    """doit action: restore the stage from the cache, or run it — on a Dask worker
-    (pipeline/cluster/executor.py) or here (`build_here`) — and upload the result. Returns the
-    stage key doit saves."""
-    cache = build.cache
+    """doit action: the stage restored from the cache, or run — on a Dask worker
+    (pipeline/cluster/executor.py) or here (`run_here`) — and uploaded: one call of the cache
+    client (`Cache.restore_or_run`). Returns the stage key doit saves."""
     key = stage_key(stage, build)
-    if (restored := cache.restore(stage, key)) is not None:
-        return {"stage_key": restored.local}
-    try:  # each step below that does the work records its own span (cache.timing)
-        if build.cluster is not None:
-            def on_disk(paths) -> StageKey:
-                materialize(build, paths)
-                return stage_key(stage, build)
-            with cache.timing(stage.name):
-                outcome = build.cluster.run(stage, key, cache, on_disk)
-            if isinstance(outcome, StageKey):
-                return {"stage_key": outcome.local}
-            if outcome is not None:
-                return outcome
-        if materialize(build, stage.inputs.values()):
-            key = stage_key(stage, build)  # a file made again here may differ from its record
-        return {"stage_key": build_here(stage, build, key).local}
+    try:
+        return {"stage_key": build.cache.restore_or_run(stage, key, lambda log_file: make(stage, build, key, log_file)).local}
     except StageFailed as e:
         return TaskFailed(str(e))
 
 
-def build_here(stage: Stage, build: Build, key: StageKey) -> StageKey:
+def make(stage: Stage, build: Build, key: StageKey, log_file: Path) -> Made:
+    """Run the stage on the cluster, or here when there is none (or it declines)."""
+    if build.cluster is not None:
+        def on_disk(paths) -> StageKey:
+            materialize(build, paths)
+            return stage_key(stage, build)
+        if (made := build.cluster.run(stage, key, build.cache, on_disk)) is not None:
+            return made
+    if materialize(build, stage.inputs.values()):
+        key = stage_key(stage, build)  # a file made again here may differ from its record
+    return run_here(stage, build, key, log_file)
+
+
+def run_here(stage: Stage, build: Build, key: StageKey, log_file: Path) -> Made:
     """Run the stage in its own process here (heavy imports, memory, global side effects stay
-    there) once a core and the memory it needs are free, its inputs on disk; upload the result.
-    The child writes the per-task log and record; its console lines are progress only. Returns
-    the key of the code the run recorded; StageFailed when the stage failed."""
-    profile, cache = build.profile, build.cache
+    there) once a core and the memory it needs are free, its inputs on disk. The child writes the
+    per-task log and record; its console lines are progress only. Returns the key of the code
+    the run recorded; StageFailed when the stage failed."""
+    profile = build.profile
     job = profile.out / ".jobs" / f"{stage.name}.json"
-    write_json(job, stage.job(cache.log_file(stage), keys.depfile(profile.out, stage.name), profile.path, "local"))
+    write_json(job, stage.job(log_file, keys.depfile(profile.out, stage.name), profile.path, "local"))
     cmd = [sys.executable, "-m", "pipeline.core.runner", "--job", str(job)]
     admit = resources.admission().admit(stage.name, resources.need(stage, profile),
                                         build.priorities.get(stage.name, 0.0))
     env = child_env(PYTHONUNBUFFERED="1", **({QUIET_ENV: "quiet"} if status.live() else {}))
-    with admit, cache.timing(stage.name):
+    with admit:
         rc = subprocess.call(cmd, cwd=REPO, env=env, preexec_fn=die_with_parent)
     if rc != 0:
-        cache.ran(stage.name, "failed")
         try:
-            error = json.loads(record_of(cache.log_file(stage)).read_text())["error"]
+            error = json.loads(record_of(log_file).read_text())["error"]
         except (OSError, ValueError, KeyError):
             error = None
-        msg = f"stage '{stage.name}' failed (exit {rc}); log: {cache.log_file(stage)}"
+        msg = f"stage '{stage.name}' failed (exit {rc}); log: {log_file}"
         if error and status.live():  # the stage's own error line was kept off the console
             msg = f"{error}\n{msg}"
         raise StageFailed(msg)
-    cache.ran(stage.name)
     build.registry.drop(stage.outputs.values())
-    ran = key.with_code(build.code(stage))
-    if changed := [role for role, p in stage.inputs.items() if file_digest(p) != key.inputs[role]]:
+    changed = [role for role, p in stage.inputs.items() if file_digest(p) != key.inputs[role]]
+    if changed:
         log.warning("warning: %s changed its own input (%s): not uploaded to the cache", stage.name,
                     ", ".join(changed))
-    elif cache.writable:
-        cache.upload_soon(stage, ran)
-    return ran
+    return Made(key.with_code(build.code(stage)), upload=not changed)
 
 
 def materialize(build: Build, paths) -> int:
@@ -130,8 +122,10 @@ def materialize(build: Build, paths) -> int:
             log.info("  %s: running it here again: %s is not available from the cache", producer.name,
                      Path(path).name)
             materialize(build, producer.inputs.values())
+            key = stage_key(producer, build)
             try:
-                build_here(producer, build, stage_key(producer, build))
+                build.cache.restore_or_run(producer, key, lambda log_file: run_here(producer, build, key, log_file),
+                                           restore=False)
             except StageFailed as e:
                 raise StageFailed(f"{e}, making {path} again") from None
     return recorded
