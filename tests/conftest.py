@@ -24,27 +24,18 @@ RUN_CACHE = Path(os.environ.setdefault("SAO_LITERT_TEST_RUN_CACHE", tempfile.mkd
 
 
 # The order the two workers are handed files in (pyproject.toml: `--dist loadfile
-# --no-loadscope-reorder`): first a file that needs the built default from its first test and
-# little more (its worker builds the default into the run's cache), beside it every file that
-# needs no built default, then the longest files first (their share of `--durations=0` in a
-# fresh clone), then the rest: neither worker waits long for the other or for a last long file.
-BUILDS_THE_DEFAULT = "test_bundle.py"
-LONGEST_FIRST = ("test_cache_trust.py", "test_dask.py", "test_layers.py", "test_cache.py", "test_aarch64.py",
-                 "test_bad_inputs.py", "test_reliability.py", "test_hf_source.py", "test_incremental.py",
-                 "test_report.py")
+# --no-loadscope-reorder`), from their share of `--durations=0` in a fresh clone: first a file that
+# needs the built default from its first test and little more (its worker builds the default into
+# the run's cache) and beside it test_layers.py, whose fixture builds a default of its own from
+# scratch in a second checkout (so neither worker waits on the other), then the longest files
+# first; the files not named (seconds each) fill the end.
+ORDER = ("test_bundle.py", "test_layers.py", "test_cache_trust.py", "test_dask.py", "test_cache.py", "test_aarch64.py",
+         "test_bad_inputs.py", "test_reliability.py", "test_hf_source.py", "test_incremental.py", "test_report.py",
+         "test_app_set.py")
 
 
 def pytest_collection_modifyitems(config, items):
-    needs_default = {it.path.name for it in items if {"default_build", "default_bundle"} & set(it.fixturenames)}
-
-    def rank(item) -> tuple:
-        name = item.path.name
-        if name == BUILDS_THE_DEFAULT:
-            return (0, 0)
-        if name not in needs_default:
-            return (1, 0)
-        return (2, LONGEST_FIRST.index(name)) if name in LONGEST_FIRST else (3, 0)
-    items.sort(key=rank)  # stable: a file's tests keep their order
+    items.sort(key=lambda it: ORDER.index(it.path.name) if it.path.name in ORDER else len(ORDER))  # stable
 
 
 def pytest_unconfigure(config):

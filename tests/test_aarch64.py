@@ -91,12 +91,22 @@ def test_force_fp16_overflow_fails_its_gate(overflowing):
 
 def test_changed_aarch64_pins_rerun_verify_aarch64_alone(default_bundle, scratch_profile, tmp_path):
     """The default model with the smallest aarch64 check (its other stages restored from the run's
-    cache): a userland whose pins changed re-keys verify_aarch64 and nothing else; back on the
-    real userland, its first key answers again."""
+    cache): the same userland elsewhere restores every stage; a userland whose pins changed
+    re-keys verify_aarch64 and nothing else; back on the real userland, its first key answers."""
     profile = scratch_profile('[source]\nkind = "synthetic"\nseed = 0\n[targets]\nweb = false\naarch64_prompts = 1\n'
                               'aarch64_dit_cases = 1\naarch64_latents = 1\naarch64_decoders = "app"\naarch64_steps = 0\n')
     assert executed(doit_shared(profile=profile).stdout) >= {"verify_aarch64", "collect"}
     real = aarch64_userland()
+    # The same userland in another folder (SAO_LITERT_AARCH64), from a clean folder: every stage
+    # restores, verify_aarch64 included (its key holds the userland's pins, not where it lives).
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for part in ("root", "site", "versions.json"):
+        os.symlink(real / part, moved / part)
+    doit("clean", profile=profile)
+    ran = executed(doit_shared(profile=profile, env={"SAO_LITERT_AARCH64": str(moved)}).stdout)
+    assert "verify_aarch64" in ran and set(_stats(profile)["stages"]) == ran
+    assert set(_stats(profile)["stages"].values()) == {"restored"}
     fake = tmp_path / "aarch64"
     fake.mkdir()
     for part in ("root", "site"):
@@ -107,5 +117,8 @@ def test_changed_aarch64_pins_rerun_verify_aarch64_alone(default_bundle, scratch
     assert executed(doit(profile=profile, env={"SAO_LITERT_AARCH64": str(fake)}).stdout) == {"verify_aarch64"}
     # Back to the real userland: the first run's key, so its entry in the run's cache answers.
     assert executed(doit_shared(profile=profile).stdout) == {"verify_aarch64"}
-    stats = json.loads((ARTIFACTS / profile.stem / "logs" / "last_build.json").read_text())
-    assert stats["stages"] == {"verify_aarch64": "restored"}
+    assert _stats(profile)["stages"] == {"verify_aarch64": "restored"}
+
+
+def _stats(profile) -> dict:
+    return json.loads((ARTIFACTS / profile.stem / "logs" / "last_build.json").read_text())

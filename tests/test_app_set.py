@@ -36,7 +36,7 @@ def body(mixed_gate=10.0, **extra) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, default_bundle):
     profile = write_profile(tmp_path_factory.mktemp("app"), "appset", body())
     first = doit(profile=profile, env=shared())  # what it shares with the default: restored from the run's cache
     out = ARTIFACTS / "appset"

@@ -90,10 +90,12 @@ def stats_path(profile: Profile):
 class Made:
     """What a stage's run made (`Cache.restore_or_run`): the key of the code it ran; `where` it ran:
     "here", a worker's address, or None for a worker's earlier result restored (and recorded) as
-    such; `upload`: False for a run here that changed its own input."""
+    such; `upload`: False for a run here that changed its own input; `span`: when the run itself
+    started and ended (Unix seconds; None: the whole call, waits included)."""
     key: StageKey
     where: str | None = "here"
     upload: bool = True
+    span: tuple[float, float] | None = None
 
 
 class Cache:
@@ -127,20 +129,20 @@ class Cache:
     # ------------------------------------------------------------------ the operations
     def restore_or_run(self, stage, key: StageKey, produce, restore: bool = True) -> StageKey:
         """The one call a stage action makes: the outputs of an earlier identical run restored, or
-        else made by `produce(log_file) -> Made` (here or on a worker), timed, its outcome
+        else made by `produce(log_file) -> Made` (here or on a worker), its outcome and time
         recorded and a run here uploaded in the background. Returns the key the outputs answer;
         what `produce` raises (StageFailed) is recorded as a failure and raised again.
         `restore=False`: a file a restore kept is being made again (nothing to look up)."""
         if restore and (found := self.restore(stage, key)) is not None:
             return found
-        with self.timing(stage.name):
-            try:
-                made = produce(self.log_file(stage))
-            except BaseException:
-                self._ran(stage.name, "failed")
-                raise
-        if made.where is not None:
-            self._ran(stage.name, "ran" if made.where == "here" else f"ran on {made.where}")
+        start = time.time()
+        try:
+            made = produce(self.log_file(stage))
+        except BaseException:
+            self._ran(stage.name, "failed", (start, time.time()))
+            raise
+        outcome = "ran" if made.where == "here" else f"ran on {made.where}" if made.where else None
+        self._ran(stage.name, outcome, made.span or (start, time.time()))
         if made.where == "here" and made.upload and self.writable:
             self._background(self.upload, stage, made.key)
         return made.key
@@ -369,10 +371,13 @@ class Cache:
             self.stats["stages"][stage] = "restored" if outcome == "hit" else "missed"
             self._save()
 
-    def _ran(self, stage: str, outcome: str):
-        """A stage ran here (outcome "ran"), on a worker ("ran on ADDRESS") or failed ("failed")."""
+    def _ran(self, stage: str, outcome: str | None, span: tuple[float, float]):
+        """A stage ran here (outcome "ran"), on a worker ("ran on ADDRESS"), failed ("failed") or
+        was restored (None: recorded by the restore), from `span`'s start to its end (Unix s)."""
         with self._lock:
-            self.stats["stages"][stage] = outcome
+            if outcome is not None:
+                self.stats["stages"][stage] = outcome
+            self.stats["times"][stage] = [round(t, 3) for t in span]
             self._save()
 
     @contextmanager

@@ -8,6 +8,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from doit.exceptions import TaskFailed
@@ -84,8 +85,10 @@ def run_here(stage: Stage, build: Build, key: StageKey, log_file: Path) -> Made:
     admit = resources.admission().admit(stage.name, resources.need(stage, profile),
                                         build.priorities.get(stage.name, 0.0))
     env = child_env(PYTHONUNBUFFERED="1", **({QUIET_ENV: "quiet"} if status.live() else {}))
-    with admit:
+    with admit:  # the run's span starts once it is admitted
+        start = time.time()
         rc = subprocess.call(cmd, cwd=REPO, env=env, preexec_fn=die_with_parent)
+        span = (start, time.time())
     if rc != 0:
         try:
             error = json.loads(record_of(log_file).read_text())["error"]
@@ -100,7 +103,7 @@ def run_here(stage: Stage, build: Build, key: StageKey, log_file: Path) -> Made:
     if changed:
         log.warning("warning: %s changed its own input (%s): not uploaded to the cache", stage.name,
                     ", ".join(changed))
-    return Made(key.with_code(build.code(stage)), upload=not changed)
+    return Made(key.with_code(build.code(stage)), upload=not changed, span=span)
 
 
 def materialize(build: Build, paths) -> int:
