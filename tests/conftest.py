@@ -20,7 +20,9 @@ atexit.register(shutil.rmtree, ARTIFACTS, True)
 # workers (made by the controller before they start; a run without xdist makes its own): the
 # default profile is built once per run and restored everywhere else. Tests about building
 # (from scratch, incrementally, killed, on a cluster) build without it.
-RUN_CACHE = Path(os.environ.setdefault("SAO_LITERT_TEST_RUN_CACHE", tempfile.mkdtemp(prefix="sao-litert-run-")))
+if "SAO_LITERT_TEST_RUN_CACHE" not in os.environ:  # the controller's, inherited by the workers
+    os.environ["SAO_LITERT_TEST_RUN_CACHE"] = tempfile.mkdtemp(prefix="sao-litert-run-")
+RUN_CACHE = Path(os.environ["SAO_LITERT_TEST_RUN_CACHE"])
 
 
 # The order the two workers are handed files in (pyproject.toml: `--dist loadfile
