@@ -55,7 +55,8 @@ def run_stage(stage: Stage, build: Build):
     client (`Cache.restore_or_run`). Returns the stage key doit saves."""
     key = stage_key(stage, build)
     try:
-        return {"stage_key": build.cache.restore_or_run(stage, key, lambda log_file: make(stage, build, key, log_file)).local}
+        done = build.cache.restore_or_run(stage, key, lambda log_file: make(stage, build, key, log_file))
+        return {"stage_key": done.local}
     except StageFailed as e:
         return TaskFailed(str(e))
 
