@@ -13,7 +13,6 @@ import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,8 +137,8 @@ class Cache:
         start = time.time()
         try:
             made = produce(self.log_file(stage))
-        except BaseException:
-            self._ran(stage.name, "failed", (start, time.time()))
+        except BaseException as e:
+            self._ran(stage.name, "failed", getattr(e, "span", None) or (start, time.time()))
             raise
         outcome = "ran" if made.where == "here" else f"ran on {made.where}" if made.where else None
         self._ran(stage.name, outcome, made.span or (start, time.time()))
@@ -150,11 +149,14 @@ class Cache:
     def restore(self, stage, key: StageKey, ran_on: str | None = None) -> StageKey | None:
         """Outputs of an earlier identical run, in place and verified: the key they were found
         under; None → build locally. `ran_on`: the worker that has just built them for this build
-        (pipeline/cluster/executor.py). The time it took is the stage's (`timing`)."""
+        (pipeline/cluster/executor.py). The time it took is the stage's."""
         if not self.readable:
             return None
-        with self.timing(stage.name):
+        start = time.time()
+        try:
             return self._lookup(stage, key, ran_on)
+        finally:
+            self._ran(stage.name, None, (start, time.time()))
 
     def _lookup(self, stage, key: StageKey, ran_on: str | None) -> StageKey | None:
         t0 = time.perf_counter()
@@ -379,17 +381,6 @@ class Cache:
                 self.stats["stages"][stage] = outcome
             self.stats["times"][stage] = [round(t, 3) for t in span]
             self._save()
-
-    @contextmanager
-    def timing(self, stage: str):
-        """Record when the block started and ended (Unix seconds; the last block of a stage wins)."""
-        start = time.time()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.stats["times"][stage] = [round(start, 3), round(time.time(), 3)]
-                self._save()
 
     def _save(self):
         atomic.write_json(stats_path(self.profile), self.stats)

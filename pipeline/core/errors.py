@@ -32,4 +32,8 @@ def pydantic_error(file: Path, exc) -> InputError:
 
 class StageFailed(Exception):
     """A stage failed where it ran (here or on a worker): the message names the stage, its exit
-    status or error line, and its log."""
+    status or error line, and its log; `span`: when the failed run started and ended (Unix s), if
+    measured where it ran."""
+    def __init__(self, message: str, span: tuple[float, float] | None = None):
+        super().__init__(message)
+        self.span = span

@@ -98,7 +98,7 @@ def run_here(stage: Stage, build: Build, key: StageKey, log_file: Path) -> Made:
         msg = f"stage '{stage.name}' failed (exit {rc}); log: {log_file}"
         if error and status.live():  # the stage's own error line was kept off the console
             msg = f"{error}\n{msg}"
-        raise StageFailed(msg)
+        raise StageFailed(msg, span)
     build.registry.drop(stage.outputs.values())
     changed = [role for role, p in stage.inputs.items() if file_digest(p) != key.inputs[role]]
     if changed:
