@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 ROLES = ("conditioners", "dit", "decoder")
 MANIFEST = "manifest.json"
+# Beside the manifest, once every check of the bundle has passed (stages/attest.py): which
+# architectures and clients verified these exact files.
+VERIFIED = "verified.json"
 SPIECE = "spiece.model"
 
 

@@ -5,7 +5,9 @@ precision, gate verdict and tensors in the order its client addresses them (posi
 name, raw index, shape, dtype), each file checked against its contract (runtime/vocab.py) first; the
 app set (`app`: the files the app loads, the objective, its figures and every variant's); the
 sampler, the audio format and the toolchain. Files an earlier layout left in bundle/ go (the
-folder is what gets copied to a phone); the runtime's .xnnpack_cache/ stays."""
+folder is what gets copied to a phone), and so does another manifest's verified.json (stage
+attest writes this one's; an unchanged manifest keeps its own); the runtime's .xnnpack_cache/
+stays."""
 import json
 import logging
 import shutil
@@ -18,7 +20,7 @@ from runtime.client import require_contract
 from runtime.files import read_json
 from runtime.generate import WEIGHT_CACHE
 from runtime.litert import Model
-from runtime.vocab import LAYOUTS, MANIFEST, ROLES, SPIECE, WEB_CLIENT, WEB_CONDITIONERS, WEB_CONTRACTS
+from runtime.vocab import LAYOUTS, MANIFEST, ROLES, SPIECE, VERIFIED, WEB_CLIENT, WEB_CONDITIONERS, WEB_CONTRACTS
 
 log = logging.getLogger("sao.collect")
 TOOLCHAIN = ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "onnx", "onnx2tf",
@@ -66,14 +68,14 @@ def run(inputs, outputs, config):
                 "variants": {m: {v: {"bundled_as": bundled.get((m, v)), **fig} for v, fig in vs.items()}
                              for m, vs in app["variants"].items()}},
         # Who loads what, by position: the app set's clients (runtime/vocab.py); the web client's
-        # with [targets] web, whose check (verify_web) passed before this bundle was written.
+        # with [targets] web (its check, verify_web, runs beside: bundle/verified.json, stage attest).
         "clients": {"app": {"client": layout.client, "files": app_files, "xnnpack_flags": layout.xnnpack_flags},
                     **({"web": {"client": WEB_CLIENT, "files": {**app_files, "conditioners": WEB_CONDITIONERS},
                                 "contracts": {m: c.rows() for m, c in WEB_CONTRACTS.items()}}} if config["web"] else {})},
         "toolchain": toolchain.versions(TOOLCHAIN),
-        # Every gate of these architectures passed before this bundle was written (verify_*).
-        "verified_on": config["verified_on"],
     }
+    if not outputs[MANIFEST].is_file() or read_json(outputs[MANIFEST]) != manifest:
+        (outputs[MANIFEST].parent / VERIFIED).unlink(missing_ok=True)  # another bundle's attestation
     write_json(outputs[MANIFEST], manifest)
     _remove_stale(outputs)
     log.info("bundle: %d files, %.2f MB", len(files), sum(f["bytes"] for f in files.values()) / 1e6)
@@ -81,7 +83,7 @@ def run(inputs, outputs, config):
 
 def _remove_stale(outputs):
     bundle = outputs[MANIFEST].parent
-    keep = {*outputs.values(), *(bundle / name for name in outputs)}
+    keep = {*outputs.values(), *(bundle / name for name in outputs), bundle / VERIFIED}
     for f in sorted(bundle.rglob("*"), reverse=True):  # files before their folders
         if WEIGHT_CACHE in f.relative_to(bundle).parts or f in keep:
             continue

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from conftest import ARTIFACTS, doit, doit_shared, executed, files_source
+from pipeline.core.config import DEFAULT_PROFILE, load_profile
+from pipeline.core.dag import stages
 from pipeline.core.hashing import file_digest
 from pipeline.core.toolchain import aarch64_userland
 
@@ -27,8 +29,26 @@ def test_default_build_is_verified_on_aarch64(default_bundle):
     assert any(m == "conditioners" and c.startswith("float16") for m, c in checks)
     assert ("generation", "8-step audio SNR dB vs x86") in checks
     assert all(c["ok"] and set(c) >= {"model", "check", "value", "threshold", "ok"} for c in report["checks"])
-    manifest = json.loads((default_bundle / "bundle" / "manifest.json").read_text())
-    assert manifest["verified_on"] == ["x86_64", "aarch64"]
+    verified = json.loads((default_bundle / "bundle" / "verified.json").read_text())
+    assert verified["verified_on"] == ["x86_64", "aarch64"]
+    assert verified["manifest_xxh3_128"] == file_digest(default_bundle / "bundle" / "manifest.json")
+    assert verified["checks"]["aarch64"] == {"report": "parity_aarch64.json",
+                                             "xxh3_128": file_digest(default_bundle / "reports" / "parity_aarch64.json")}
+    assert set(verified["checks"]) == {"aarch64", "web"}
+
+
+def test_the_bundle_does_not_wait_for_the_client_checks():
+    """The plan: collect (the bundle) reads nothing a client check writes, not even through the
+    stages before it; the attestation reads every check's report and the bundle's manifest."""
+    table = {s.name: s for s in stages(load_profile(DEFAULT_PROFILE))}
+    made_by = {path: s.name for s in table.values() for path in s.outputs.values()}
+
+    def before(name: str) -> set[str]:
+        direct = {made_by[p] for p in table[name].inputs.values() if p in made_by}
+        return direct.union(*(before(d) for d in direct))
+    checks = {"verify_aarch64", "verify_web"}
+    assert checks <= set(table) and not checks & before("collect")
+    assert {"collect", *checks} <= before("attest")
 
 
 def _bundle(out):
@@ -52,7 +72,7 @@ def overflowing(tmp_path_factory, default_build):
     # Through the run's cache: the conditioners' and the DiT's stages are the default's and restore.
     assert "verify_aarch64" not in executed(doit_shared(profile=profile).stdout)
     out = ARTIFACTS / "t_fp16"
-    assert json.loads((out / "bundle" / "manifest.json").read_text())["verified_on"] == ["x86_64"]
+    assert json.loads((out / "bundle" / "verified.json").read_text())["verified_on"] == ["x86_64"]
     # The aarch64 check as small as shows the overflow: one prompt, one DiT case, the app's decoder on one latent.
     profile.write_text(head + "[targets]\naarch64_steps = 0\nweb = false\naarch64_prompts = 1\naarch64_dit_cases = 1\n"
                               "aarch64_latents = 1\naarch64_decoders = \"app\"\n")

@@ -94,7 +94,7 @@ def test_a_file_breaking_its_contract_fails_the_build_with_one_line(default_bund
         assert {p: p.read_bytes() for p in before} == before
     finally:
         shutil.copyfile(tmp_path / "dit.tflite", app_dit)
-    assert executed(doit().stdout) <= {"collect"}
+    assert executed(doit().stdout) <= {"collect", "attest"}
 
 
 def test_every_json_the_build_writes_parses_strictly(default_bundle):
@@ -152,6 +152,6 @@ def test_a_constraint_edit_keeping_the_app_set_runs_no_model(default_bundle, tmp
     edited = tmp_path / "default.toml"  # the same profile name: the same artifacts folder
     edited.write_text((REPO / "profiles" / "default.toml").read_text() + "[app]\nmax_bytes = 1_000_000_000\n")
     bundle = {p.name: p.read_bytes() for p in (default_bundle / "bundle").glob("*.tflite")}
-    assert executed(doit(profile=edited).stdout) == {"select_app", "collect"}
+    assert executed(doit(profile=edited).stdout) == {"select_app", "collect", "attest"}
     assert {p.name: p.read_bytes() for p in (default_bundle / "bundle").glob("*.tflite")} == bundle
-    assert executed(doit().stdout) == {"select_app", "collect"}  # back: the same again
+    assert executed(doit().stdout) == {"select_app", "collect", "attest"}  # back: the same again

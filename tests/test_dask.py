@@ -21,7 +21,7 @@ from pipeline.cluster.worker import EVENT_TOPIC
 
 STAGES = {"synth", "checkpoint", "conditioners_onnx", "conditioners_tflite", "verify_conditioners", "dit_reauthor",
           "dit_convert", "dit_quantize", "verify_dit", "autoencoder_reauthor", "autoencoder_convert",
-          "verify_autoencoder", "select_app", "collect"}
+          "verify_autoencoder", "select_app", "collect", "attest"}
 RESTORED = {"synth", "checkpoint", "conditioners_onnx", "conditioners_tflite", "verify_conditioners"}  # test c
 SYNTHETIC = '[source]\nkind = "synthetic"\nseed = 0\n' + NO_AARCH64
 
@@ -138,7 +138,7 @@ def test_c_two_recipes_at_once_share_every_common_stage(world):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert r.returncode == 0, r.stdout[-3000:]
     assert "at once on the Dask cluster" in r.stdout
-    per_recipe = {"dit_quantize", "verify_dit", "select_app", "collect"}
+    per_recipe = {"dit_quantize", "verify_dit", "select_app", "collect", "attest"}
     assert executions(world, since) == Counter({s: 2 if s in per_recipe else 1 for s in STAGES - RESTORED})
     fa, fb = (manifest_files(world["clone"] / "artifacts" / n) for n in ("recipe_a", "recipe_b"))
     assert {f for f in fa.keys() | fb.keys() if fa.get(f) != fb.get(f)} == {

@@ -118,7 +118,7 @@ def test_d_new_revision_rebuilds_only_what_it_changes(hub):
     edited = safetensors_bytes(scale_dit_tensor(hub["sd"]), hub["tmp"])
     snapshot(hub["cache"], SAOS, "d" * 40, {**hub["model"], "model.safetensors": edited})
     assert executed(doit(profile=profile, env=hub["env"]).stdout) == {"checkpoint", *DIT_CHAIN, "verify_aarch64",
-                                                                      "verify_web", "collect"}  # init's profile: checks on
+                                                                      "verify_web", "collect", "attest"}  # init's profile: checks on
 
 
 def _sparse_safetensors(path, shapes: dict):

@@ -40,7 +40,7 @@ def test_b_checkpoint_touched(built):
 
 def test_c_one_dit_tensor(built):
     edit_dit_tensor(built["model"] / "model.ckpt")
-    assert run(built) == {"checkpoint", *DIT_CHAIN, "collect"}
+    assert run(built) == {"checkpoint", *DIT_CHAIN, "collect", "attest"}
 
 
 def test_d_dit_only_profile_field(built):
@@ -52,7 +52,7 @@ def test_d_dit_only_profile_field(built):
 
 def test_e_dit_recipe(built):
     built["profile"].write_text(built["head"] + '[dit]\nmin_snr_quant_db = 20.0\nvariants = ["weight_only_wi8_afp32"]\n')
-    assert run(built) == {"dit_quantize", "verify_dit", "select_app", "collect"}
+    assert run(built) == {"dit_quantize", "verify_dit", "select_app", "collect", "attest"}
 
 
 def test_g_onnx2tf_options(built):
@@ -60,7 +60,7 @@ def test_g_onnx2tf_options(built):
     built["profile"].write_text(body + '[conditioners]\nonnx2tf = { keep_shape_absolutely_input_names = ["input_ids", "attention_mask", "seconds_total"], verbosity = "error" }\n')
     ran = run(built)
     assert "conditioners_tflite" in ran
-    assert ran <= {"conditioners_tflite", "verify_conditioners", "select_app", "collect"}
+    assert ran <= {"conditioners_tflite", "verify_conditioners", "select_app", "collect", "attest"}
 
 
 def test_h_one_target_deleted(built):
@@ -71,12 +71,12 @@ def test_h_one_target_deleted(built):
     if file_digest(f) == before:  # conversion is deterministic: nothing downstream is stale
         assert ran == {"dit_convert"}
     else:
-        assert ran == {"dit_convert", "dit_quantize", "verify_dit", "select_app", "collect"}
+        assert ran == {"dit_convert", "dit_quantize", "verify_dit", "select_app", "collect", "attest"}
 
 
 def test_i_toolchain_version(built):
     env = {"SAO_LITERT_TOOLCHAIN_OVERRIDE": json.dumps({"onnx2tf": "9.9.9"})}
     ran = run(built, env=env)
     assert "conditioners_tflite" in ran
-    assert ran <= {"conditioners_tflite", "verify_conditioners", "select_app", "collect"}
+    assert ran <= {"conditioners_tflite", "verify_conditioners", "select_app", "collect", "attest"}
     assert run(built, env=env) == set()

@@ -80,7 +80,7 @@ def test_d_edit_in_an_imported_helper_reruns_the_stages_that_import_it(tree):
     ran = build(tree)
     assert {"autoencoder_reauthor", "verify_autoencoder"} <= ran
     assert ran <= {"autoencoder_reauthor", "autoencoder_convert", "verify_autoencoder", "select_app",
-                   "verify_aarch64", "verify_web", "collect"}
+                   "verify_aarch64", "verify_web", "collect", "attest"}
 
 
 def test_names_are_spelled_once_in_the_vocabulary():

@@ -89,7 +89,7 @@ def test_b_report_marks_exactly_the_stages_that_ran(tmp_path, default_build, scr
     doit(profile=profile, env=shared())  # the default's stages: restored from the run's cache
     edit_dit_tensor(model / "model.ckpt")
     ran = executed(doit(profile=profile).stdout)
-    assert ran == {"checkpoint", *DIT_CHAIN, "collect"}
+    assert ran == {"checkpoint", *DIT_CHAIN, "collect", "attest"}
     doit("report", profile=profile)
     page = (ARTIFACTS / profile.stem / "reports" / "index.html").read_text()
     marked = dict(re.findall(r'data-stage="([^"]+)" data-status="([^"]+)"', page))

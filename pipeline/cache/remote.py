@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pipeline.core import atomic
 from pipeline.core.hashing import file_digest, remember
+from runtime.vocab import MANIFEST
 
 class Registry:
     """The recorded files of one profile (paths relative to its artifacts folder)."""
@@ -88,8 +89,10 @@ def digest_of(path, reg: Registry | None) -> str:
 
 def consumed(table) -> set[Path]:
     """The files some stage reads: the outputs a toplevel restore leaves in the cache. Not the
-    reports (reports/*.json: small, and what people and the report page read)."""
-    return {p for s in table for p in s.inputs.values() if p.parent.name != "reports"}
+    reports (reports/*.json: small, and what people and the report page read), nor the bundle (the
+    folder the manifest is in: what the app loads, though stage attest reads its manifest)."""
+    bundle = {p.parent for s in table for role, p in s.outputs.items() if role == MANIFEST}
+    return {p for s in table for p in s.inputs.values() if p.parent.name != "reports" and not bundle & set(p.parents)}
 
 
 def commit_fetched(tmp: Path, path: Path, digest: str, reg: Registry):

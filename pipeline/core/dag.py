@@ -3,7 +3,7 @@ tools. doit infers the edges from matching output → input paths; each stage's 
 are recorded when it runs (pipeline/core/keys.py), never listed here."""
 from pathlib import Path
 
-from runtime.vocab import LAYOUTS, MANIFEST, ROLES as MODELS, SPIECE, WEB_CONDITIONERS
+from runtime.vocab import LAYOUTS, MANIFEST, ROLES as MODELS, SPIECE, VERIFIED, WEB_CONDITIONERS
 
 from .config import FileSource, Profile
 from .recipes import RECIPES
@@ -65,7 +65,7 @@ class _Paths:
 
 def stages(p: Profile) -> list[Stage]:
     """The table: the source, one chain per model (export → convert → variants → verify), the app
-    set, the client checks [targets] asks for, the bundle."""
+    set, the bundle, the client checks [targets] asks for beside it, and their attestation."""
     f = _Paths(p)
     table = [] if isinstance(p.source, FileSource) else [_synth(p, f)]
     table.append(Stage("checkpoint", "Validate the checkpoint against model_config.json; split it into shards",
@@ -76,8 +76,8 @@ def stages(p: Profile) -> list[Stage]:
         table += [*made, *_quantized(p, f, m, made), _verify(p, f, m)]
     table.append(_select_app(p, f))
     web = _web(p, f) if p.targets.web else []
-    checks = [*web[1:], *([_aarch64(p, f)] if p.targets.aarch64 else [])]  # collect runs after them
-    return [*table, *web[:1], *checks, _collect(p, f, checks)]
+    checks = [*web[1:], *([_aarch64(p, f)] if p.targets.aarch64 else [])]
+    return [*table, *web[:1], _collect(p, f), *checks, _attest(p, f, checks)]
 
 
 def _synth(p: Profile, f: _Paths) -> Stage:
@@ -200,7 +200,7 @@ def _aarch64(p: Profile, f: _Paths) -> Stage:
         tools=(*TORCH, "transformers", "ai-edge-litert", "sentencepiece"))
 
 
-def _collect(p: Profile, f: _Paths, checks: list[Stage]) -> Stage:
+def _collect(p: Profile, f: _Paths) -> Stage:
     """The bundle: every file by its bundle name, with what it is ({model, variant}; variant None
     for the app set's file of that model)."""
     files = {name: {"model": m, "variant": None} for m, name in LAYOUTS[p.app.layout].files.items()}
@@ -217,8 +217,21 @@ def _collect(p: Profile, f: _Paths, checks: list[Stage]) -> Stage:
         outputs={**{n: f.bundle / n for n in files}, SPIECE: f.bundle / SPIECE, **{n: f.bundle / n for n in web},
                  MANIFEST: f.bundle / MANIFEST},
         config={"profile": p.name, "steps": p.generate.steps, "files": files, "layout": p.app.layout,
-                "verified_on": ["x86_64", *(["aarch64"] if p.targets.aarch64 else [])], "web": p.targets.web},
-        tools=("ai-edge-litert",), task_dep=tuple(s.name for s in checks))
+                "web": p.targets.web},
+        tools=("ai-edge-litert",))
+
+
+def _attest(p: Profile, f: _Paths, checks: list[Stage]) -> Stage:
+    """The checks of the bundle's files done: bundle/verified.json (the last stage)."""
+    web = {WEB_CONDITIONERS: f.web} if p.targets.web else {}
+    return Stage(DONE, "Attest which architectures and clients verified this bundle (bundle/verified.json)",
+                 "attest", inputs={MANIFEST: f.bundle / MANIFEST, "app": f.app, "web": web,
+                                   "reports": {s.name.removeprefix("verify_"): s.outputs["report"] for s in checks}},
+                 outputs={VERIFIED: f.bundle / VERIFIED},
+                 config={"verified_on": ["x86_64", *(["aarch64"] if p.targets.aarch64 else [])]})
+
+
+DONE = "attest"  # the last stage: the bundle and every check of it; `doit report`, `cache_push` follow it
 
 
 # Targets that name a final artifact rather than a step.

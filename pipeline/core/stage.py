@@ -20,7 +20,6 @@ class Stage:
     outputs: dict[str, Path]
     config: dict = field(default_factory=dict)  # only the slice this stage reads
     tools: tuple[str, ...] = ()                  # distributions whose versions key the task
-    task_dep: tuple[str, ...] = ()               # order-only dependencies (must pass first)
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", _flat(self.inputs))

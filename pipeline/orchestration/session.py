@@ -10,6 +10,7 @@ import sys
 from pipeline.cache import client as cache
 from pipeline.cluster import executor
 from pipeline.core.config import Profile, load_profile
+from pipeline.core.dag import DONE
 from pipeline.core.errors import InputError
 from . import checker, status
 from .context import Build
@@ -74,7 +75,7 @@ def doit_config(build: Build) -> dict:
         "par_type": "thread",            # actions only wait on stage subprocesses or Dask tasks
         "num_process": _parallelism(build),
         "verbosity": 2,
-        "default_tasks": ["collect"],    # and, through its dependencies, everything
+        "default_tasks": [DONE],    # and, through its dependencies, everything
         "cleanall": True,                # `doit clean`: every task's targets, and forget them
         "cleanforget": True,
         "action_string_formatting": "new",
@@ -137,7 +138,7 @@ def cache_push_task(build: Build) -> dict:
                               "store; run `doit fetch` with that store first, then push again")
 
     return {"basename": "cache_push", "doc": "Upload every stage of the up-to-date build to the shared cache",
-            "actions": [action], "task_dep": ["collect"], "uptodate": [False], "verbosity": 2}
+            "actions": [action], "task_dep": [DONE], "uptodate": [False], "verbosity": 2}
 
 
 def fetch_task(build: Build) -> dict:
@@ -156,11 +157,11 @@ def fetch_task(build: Build) -> dict:
         logging.getLogger("sao.cache").info("%d files on disk that were kept in the cache", len(paths))
 
     return {"basename": "fetch", "doc": "Download every output a restore left in the cache",
-            "actions": [action], "task_dep": ["collect"], "uptodate": [False], "verbosity": 2}
+            "actions": [action], "task_dep": [DONE], "uptodate": [False], "verbosity": 2}
 
 
 def report_tasks(profile: Profile):
-    """`doit report`: reports/index.html after collect; `doit graph`: the DAG picture alone."""
+    """`doit report`: reports/index.html after the build and its checks; `doit graph`: the DAG picture alone."""
     from doit.exceptions import TaskFailed
 
     def action(*flags):
@@ -169,7 +170,7 @@ def report_tasks(profile: Profile):
         return TaskFailed(f"report failed (exit {rc})") if rc else None
 
     yield {"basename": "report", "doc": "Build report: artifacts/<profile>/reports/index.html",
-           "actions": [action], "task_dep": ["collect"], "uptodate": [False], "verbosity": 2}
+           "actions": [action], "task_dep": [DONE], "uptodate": [False], "verbosity": 2}
     yield {"basename": "graph", "doc": "The build DAG alone: reports/dag.svg and dag.png",
            "actions": [(action, ["--graph"])], "uptodate": [False], "verbosity": 2}
 

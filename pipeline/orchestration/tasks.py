@@ -142,7 +142,6 @@ def to_task(stage: Stage, build: Build) -> dict:
         "actions": [(run_stage, [stage, build])],
         "file_dep": [str(p) for p in stage.inputs.values()],
         "targets": [str(p) for p in stage.outputs.values()],
-        "task_dep": list(stage.task_dep),
         "uptodate": [KeyUnchanged(stage, build)],
         "clean": [(clean, [build])],
     }
