@@ -13,11 +13,11 @@ import logging
 import shutil
 
 from pipeline.core import toolchain
-from pipeline.core.atomic import write_json
+from pipeline.core.atomic import write_bytes
 from pipeline.core.hashing import file_digest
 from runtime import ping_pong
 from runtime.client import require_contract
-from runtime.files import read_json
+from runtime.files import read_json, strict_json
 from runtime.generate import WEIGHT_CACHE
 from runtime.litert import Model
 from runtime.vocab import LAYOUTS, MANIFEST, ROLES, SPIECE, VERIFIED, WEB_CLIENT, WEB_CONDITIONERS, WEB_CONTRACTS
@@ -74,9 +74,10 @@ def run(inputs, outputs, config):
                                 "contracts": {m: c.rows() for m, c in WEB_CONTRACTS.items()}}} if config["web"] else {})},
         "toolchain": toolchain.versions(TOOLCHAIN),
     }
-    if not outputs[MANIFEST].is_file() or read_json(outputs[MANIFEST]) != manifest:
+    text = strict_json(manifest).encode()
+    if not outputs[MANIFEST].is_file() or outputs[MANIFEST].read_bytes() != text:
         (outputs[MANIFEST].parent / VERIFIED).unlink(missing_ok=True)  # another bundle's attestation
-    write_json(outputs[MANIFEST], manifest)
+    write_bytes(outputs[MANIFEST], text)
     _remove_stale(outputs)
     log.info("bundle: %d files, %.2f MB", len(files), sum(f["bytes"] for f in files.values()) / 1e6)
 

@@ -11,8 +11,9 @@ other rounding); the app's decoder with the Arm reference app's XNNPACK flags, F
 them (`targets.min_snr_fp16_db`); and, with `targets.aarch64_steps` > 0, a whole generation as the
 layout's client runs it (runtime/client.py: tensors by position, its flags), gated against
 PyTorch with select_app's thresholds ([app] min_latent_snr_db, min_audio_snr_db: precision) and
-against the same flow on x86 (`targets.min_*_snr_vs_x86_db`: kernel drift). It runs before
-`collect`, so a failing gate leaves the bundle as it was."""
+against the same flow on x86 (`targets.min_*_snr_vs_x86_db`: kernel drift). It runs beside
+`collect` on the files the bundle holds: a failing gate fails the build, and stage `attest` does
+not write the bundle's verified.json."""
 import json
 import logging
 import os

@@ -211,7 +211,7 @@ def test_fastest_objective_and_the_roles_layout(world):
         t["warm_s"] for t in timed["combinations"] if tuple(t["models"].values()) in meeting)
     bundle = world["out"] / "bundle"
     assert {str(p.relative_to(bundle)) for p in bundle.rglob("*") if ".xnnpack_cache" not in p.parts} == {
-        "conditioners.tflite", "dit.tflite", "autoencoder.tflite", "spiece.model", "manifest.json"}
+        "conditioners.tflite", "dit.tflite", "autoencoder.tflite", "spiece.model", "manifest.json", "verified.json"}
     r, report = generate(world, bundle)
     assert r.returncode == 0, r.stderr
     assert report["models"] == {"conditioners": "conditioners.tflite", "dit": "dit.tflite", "decoder": "autoencoder.tflite"}

@@ -57,7 +57,7 @@ def test_keys_hold_no_absolute_path(tmp_path):
     a = load_profile(write_profile(tmp_path, "key_a", '[source]\nkind = "synthetic"\n'))
     b = load_profile(write_profile(tmp_path, "key_b", '[source]\nkind = "synthetic"\nseed = 0\n'))
     code = ["stages/collect.py", "runtime/litert.py"]
-    for sa, sb in zip(stages(a)[:-1], stages(b)[:-1]):
+    for sa, sb in zip(*([s for s in stages(p) if s.name != "collect"] for p in (a, b))):
         assert sa.outputs != sb.outputs
         parts = json.dumps(keys.key_parts(sa, code))
         assert str(tmp_path) not in parts and str(keys.REPO) not in parts and "key_a" not in parts

@@ -117,9 +117,9 @@ def test_remaining_chain_follows_the_dag(tmp_path):
     from pipeline.core.dag import stages
     rest = resources.remaining_seconds(stages(load_profile(write_profile(tmp_path, "x", SYNTHETIC))))
     m = {k: v[2] for k, v in resources.MEASURED.items()}
-    assert rest["collect"] == m["collect"]
+    assert rest["attest"] == m["attest"] and rest["collect"] == m["collect"] + m["attest"]
     assert rest["autoencoder_convert"] == pytest.approx(m["autoencoder_convert"] + m["verify_autoencoder"] + m["select_app"]
-                                                        + m["collect"])
+                                                        + m["collect"] + m["attest"])
     assert rest["synth"] == max(rest.values())
 
 
