@@ -74,9 +74,9 @@ def run(inputs, outputs, config):
                                 "contracts": {m: c.rows() for m, c in WEB_CONTRACTS.items()}}} if config["web"] else {})},
         "toolchain": toolchain.versions(TOOLCHAIN),
     }
-    text = strict_json(manifest).encode()
-    if not outputs[MANIFEST].is_file() or outputs[MANIFEST].read_bytes() != text:
-        (outputs[MANIFEST].parent / VERIFIED).unlink(missing_ok=True)  # another bundle's attestation
+    text, bundle = strict_json(manifest).encode(), outputs[MANIFEST].parent
+    if not (bundle / MANIFEST).is_file() or (bundle / MANIFEST).read_bytes() != text:  # (outputs: new names)
+        (bundle / VERIFIED).unlink(missing_ok=True)  # another manifest's attestation
     write_bytes(outputs[MANIFEST], text)
     _remove_stale(outputs)
     log.info("bundle: %d files, %.2f MB", len(files), sum(f["bytes"] for f in files.values()) / 1e6)

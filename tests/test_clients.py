@@ -4,6 +4,7 @@ import json
 import shutil
 
 from conftest import REPO, doit, executed
+from pipeline.core.hashing import file_digest
 from runtime import client, ping_pong
 from runtime.generate import Request, generate, load_manifest
 from runtime.parity import metrics
@@ -154,4 +155,10 @@ def test_a_constraint_edit_keeping_the_app_set_runs_no_model(default_bundle, tmp
     bundle = {p.name: p.read_bytes() for p in (default_bundle / "bundle").glob("*.tflite")}
     assert executed(doit(profile=edited).stdout) == {"select_app", "collect", "attest"}
     assert {p.name: p.read_bytes() for p in (default_bundle / "bundle").glob("*.tflite")} == bundle
-    assert executed(doit().stdout) == {"select_app", "collect", "attest"}  # back: the same again
+    manifest, verified = default_bundle / "bundle" / "manifest.json", default_bundle / "bundle" / "verified.json"
+    assert json.loads(verified.read_text())["manifest_xxh3_128"] == file_digest(manifest)
+    # Back, the bundle alone first: another manifest, so no attestation until the checks' stage runs.
+    assert executed(doit("collect").stdout) == {"select_app", "collect"}
+    assert not verified.exists()
+    assert executed(doit().stdout) == {"attest"}
+    assert json.loads(verified.read_text())["manifest_xxh3_128"] == file_digest(manifest)
