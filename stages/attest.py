@@ -2,9 +2,9 @@
 which architectures and clients verified this exact bundle. The checks (verify_aarch64,
 verify_web) run beside `collect`, not before it (as Bazel's validation actions): the bundle is
 there as soon as the app set is chosen, and the build still fails when a check fails. The file
-names the manifest's digest and, per check, its report's digest; the files the checks ran are the
-bundle's (their digests are compared with the manifest's first). `collect` removes the file when
-it writes a bundle, so a bundle never carries another bundle's attestation."""
+names the manifest's digest and, per check stage, its report's digest; the files the checks ran
+are the bundle's (their digests are compared with the manifest's first). `collect` removes the
+file when it writes another manifest, so a bundle never carries another bundle's attestation."""
 import logging
 
 from pipeline.core.atomic import write_json
@@ -26,4 +26,4 @@ def run(inputs, outputs, config):
         "verified_on": config["verified_on"],
         "checks": {check: {"report": path.name, "xxh3_128": file_digest(path)}
                    for check, path in inputs.get("reports", {}).items()}})
-    log.info("verified on %s; checks: %s", ", ".join(config["verified_on"]), ", ".join(inputs.get("reports", {})) or "x86 only")
+    log.info("verified on %s; checks: %s", ", ".join(config["verified_on"]), ", ".join(inputs.get("reports", {})) or "none")

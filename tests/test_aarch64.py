@@ -32,9 +32,9 @@ def test_default_build_is_verified_on_aarch64(default_bundle):
     verified = json.loads((default_bundle / "bundle" / "verified.json").read_text())
     assert verified["verified_on"] == ["x86_64", "aarch64"]
     assert verified["manifest_xxh3_128"] == file_digest(default_bundle / "bundle" / "manifest.json")
-    assert verified["checks"]["aarch64"] == {"report": "parity_aarch64.json",
-                                             "xxh3_128": file_digest(default_bundle / "reports" / "parity_aarch64.json")}
-    assert set(verified["checks"]) == {"aarch64", "web"}
+    assert verified["checks"]["verify_aarch64"] == {
+        "report": "parity_aarch64.json", "xxh3_128": file_digest(default_bundle / "reports" / "parity_aarch64.json")}
+    assert set(verified["checks"]) == {"verify_aarch64", "verify_web"}
 
 
 def test_the_bundle_does_not_wait_for_the_client_checks():

@@ -226,7 +226,7 @@ def _attest(p: Profile, f: _Paths, checks: list[Stage]) -> Stage:
     web = {WEB_CONDITIONERS: f.web} if p.targets.web else {}
     return Stage(DONE, "Attest which architectures and clients verified this bundle (bundle/verified.json)",
                  "attest", inputs={MANIFEST: f.bundle / MANIFEST, "app": f.app, "web": web,
-                                   "reports": {s.name.removeprefix("verify_"): s.outputs["report"] for s in checks}},
+                                   "reports": {s.name: s.outputs["report"] for s in checks}},
                  outputs={VERIFIED: f.bundle / VERIFIED},
                  config={"verified_on": ["x86_64", *(["aarch64"] if p.targets.aarch64 else [])]})
 
