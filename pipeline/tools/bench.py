@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 from runtime.files import read_json
@@ -167,9 +168,64 @@ def checker_throughput(size=1 << 30) -> dict:
 
 
 def stage_figures(out: Path) -> dict:
-    """Seconds and peak RSS of every stage that ran, from its record (logs/<stage>.json)."""
-    return {n: {"seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"]}
-            for n, r in read_records(out).items() if r["outcome"] == "ran"}
+    """Seconds and peak RSS of every stage that ran, from its record (logs/<stage>.json), and its
+    share of all stages' seconds together (stages run side by side: the shares, not the wall time)."""
+    ran = {n: r for n, r in read_records(out).items() if r["outcome"] == "ran"}
+    total = sum(r["seconds"] for r in ran.values()) or 1.0
+    return {n: {"seconds": r["seconds"], "share": r["seconds"] / total, "peak_rss_mb": r["peak_rss_mb"]}
+            for n, r in ran.items()}
+
+
+def _edited(settings: dict) -> dict[str, dict]:
+    """The edits a user makes to a built profile: a constraint that keeps any app set ([app]
+    max_bytes = 100 GB), and another recipe for the DiT's main variant ([dit] variants, the first
+    two swapped, or weight_only_wi8_afp32 first)."""
+    dit = settings.get("dit", {})
+    variants = dit.get("variants", ["dynamic_wi8_afp32"])
+    swapped = [*variants[1:2], *variants[:1], *variants[2:]] if len(variants) > 1 else ["weight_only_wi8_afp32"]
+    return {"constraint": {**settings, "app": {**settings.get("app", {}), "max_bytes": 10**11}},
+            "dit_recipe": {**settings, "dit": {**dit, "variants": swapped}}}
+
+
+def _toml(settings: dict) -> str:
+    """Profile settings as TOML: tables of strings, numbers, booleans, lists and inline tables."""
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)  # a JSON string is a TOML basic string
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return "{" + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + "}"
+    top = [f"{k} = {value(v)}" for k, v in settings.items() if not isinstance(v, dict)]
+    tables = [f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in t.items())
+              for name, t in settings.items() if isinstance(t, dict)]
+    return "\n".join(top) + "\n" + "".join(tables)
+
+
+def edit_scenarios(copy: Path, out: Path) -> dict:
+    """Each edit of `_edited` on the built profile: seconds of plain `doit` to the verified bundle
+    and the stages it ran; then the edit undone, timed the same way. The profile is put back."""
+    original = copy.read_text()
+    last_build = out / "logs" / "last_build.json"
+
+    def build() -> dict:
+        last_build.unlink(missing_ok=True)  # written by a build that runs a stage
+        seconds = _doit(f"profile={copy}")
+        stages = read_json(last_build)["stages"] if last_build.exists() else {}
+        return {"seconds": seconds, "ran": sorted(s for s, how in stages.items() if how.startswith("ran"))}
+    result = {}
+    try:
+        for name, settings in _edited(tomllib.loads(original)).items():
+            copy.write_text(_toml(settings))
+            edit = build()
+            copy.write_text(original)
+            result[name] = {**edit, "undone": build()}
+    finally:
+        copy.write_text(original)
+    return result
 
 
 def latency(profile_path: Path, threads=2) -> dict:
@@ -330,7 +386,8 @@ def main(argv):
         server.stop()  # now: the latency figures below must not share the cores with it
         log.info("no-op doit, file checkers, latency …")
         noop = statistics.median(_doit(f"profile={copy}") for _ in range(3))
-        result = {"profile": profile.name, "noop_doit_s": noop, "checker": checker_throughput(),
+        result = {"profile": profile.name, "noop_doit_s": noop, "edits": edit_scenarios(copy, bench.out),
+                  "checker": checker_throughput(),
                   "full_build": {"seconds": build_s, "command": "doit (default parallelism, memory admission)",
                                  "peak_rss_mb": stages[peak]["peak_rss_mb"], "peak_stage": peak,
                                  "peak_total_rss_mb": build_peak["peak_total_rss_mb"], "stages": stages},
@@ -407,7 +464,10 @@ def _rows(result: dict) -> list[tuple[str, str]]:
     rows += [("Pareto front: " + " + ".join(c["models"].values()), "{bytes:.4g} B, warm {warm_s:.3f} s, latent "
               "{latent_snr_db:.2f} dB, audio {audio_snr_db:.2f} dB, meets the constraints: {meets}".format(**c))
              for c in app["front"]]
-    rows += [(f"stage {k}", f"{v['seconds']:.1f} s, peak {v['peak_rss_mb']} MB") for k, v in b["stages"].items()]
+    rows += [(f"edit: {k}", f"{v['seconds']:.1f} s, ran {', '.join(v['ran']) or 'nothing'}; undone "
+              f"{v['undone']['seconds']:.1f} s") for k, v in result["edits"].items()]
+    rows += [(f"stage {k}", f"{v['seconds']:.1f} s ({v['share']:.0%} of all stages' seconds), peak "
+              f"{v['peak_rss_mb']} MB") for k, v in b["stages"].items()]
     rows += [(f"{r[7:]}: {k}", f"{v:.4g}") for r, checks in result["parity"].items() for k, v in checks.items()]
     rows += [(f"size {k}", f"{v / 1e6:.2f} MB") for k, v in result["sizes_bytes"].items()]
     return rows
