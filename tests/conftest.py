@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,10 +53,17 @@ def shared(env: dict | None = None) -> dict:
             "SAO_LITERT_CACHE_DOWNLOAD": "all", **(env or {})}
 
 
-def doit_shared(*args, **kwargs):
-    """`doit` through the run's shared cache, one worker at a time."""
+@contextmanager
+def run_cache_locked():
+    """The run's shared cache, one worker at a time."""
     with open(RUN_CACHE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def doit_shared(*args, **kwargs):
+    """`doit` through the run's shared cache, one worker at a time."""
+    with run_cache_locked():
         return doit(*args, env=shared(kwargs.pop("env", None)), **kwargs)
 
 

@@ -75,7 +75,7 @@ def doit_config(build: Build) -> dict:
         "par_type": "thread",            # actions only wait on stage subprocesses or Dask tasks
         "num_process": _parallelism(build),
         "verbosity": 2,
-        "default_tasks": [DONE],    # and, through its dependencies, everything
+        "default_tasks": [DONE],         # and, through its dependencies, everything
         "cleanall": True,                # `doit clean`: every task's targets, and forget them
         "cleanforget": True,
         "action_string_formatting": "new",

@@ -23,7 +23,8 @@ from pathlib import Path
 from runtime.files import read_json
 from runtime.vocab import MANIFEST
 from pipeline.core.atomic import write_json
-from pipeline.core.config import DEFAULT_PROFILE, REPO, artifacts_root, load_profile
+from pipeline.cache.client import stats_path
+from pipeline.core.config import DEFAULT_PROFILE, REPO, Profile, artifacts_root, load_profile
 from pipeline.core.log import read_records
 from pipeline.core.procs import child_env
 from .seaweed import BUCKET, SeaweedS3
@@ -131,7 +132,7 @@ def cluster_build(cache_env: dict) -> dict:
                    "SAO_LITERT_SCHEDULER": cluster.scheduler_address}
             cluster_s = _doit(f"profile={clustered}", env=env)
             ran = {m["stage"]: m["run_s"] for _, m in client.get_events(EVENT_TOPIC)}
-        record = json.loads((load_profile(clustered).out / "logs" / "last_build.json").read_text())
+        record = read_json(stats_path(load_profile(clustered)))
         if set(ran) != set(record["stages"]):
             raise RuntimeError(f"the cluster build ran {sorted(ran)} on workers; the client says {record['stages']}, "
                                f"warnings {record['warnings']}")
@@ -176,12 +177,12 @@ def stage_figures(out: Path) -> dict:
             for n, r in ran.items()}
 
 
-def _edited(settings: dict) -> dict[str, dict]:
-    """The edits a user makes to a built profile: a constraint that keeps any app set ([app]
-    max_bytes = 100 GB), and another recipe for the DiT's main variant ([dit] variants, the first
-    two swapped, or weight_only_wi8_afp32 first)."""
+def _edited(settings: dict, variants: list[str]) -> dict[str, dict]:
+    """The edits a user makes to a built profile (its file's `settings`; `variants`: the DiT's, as
+    the profile resolved them): a constraint that keeps any app set ([app] max_bytes = 100 GB), and
+    another recipe for the DiT's main variant ([dit] variants, the first two swapped, or
+    weight_only_wi8_afp32 alone)."""
     dit = settings.get("dit", {})
-    variants = dit.get("variants", ["dynamic_wi8_afp32"])
     swapped = [*variants[1:2], *variants[:1], *variants[2:]] if len(variants) > 1 else ["weight_only_wi8_afp32"]
     return {"constraint": {**settings, "app": {**settings.get("app", {}), "max_bytes": 10**11}},
             "dit_recipe": {**settings, "dit": {**dit, "variants": swapped}}}
@@ -205,11 +206,11 @@ def _toml(settings: dict) -> str:
     return "\n".join(top) + "\n" + "".join(tables)
 
 
-def edit_scenarios(copy: Path, out: Path) -> dict:
+def edit_scenarios(profile: Profile) -> dict:
     """Each edit of `_edited` on the built profile: seconds of plain `doit` to the verified bundle
     and the stages it ran; then the edit undone, timed the same way. The profile is put back."""
-    original = copy.read_text()
-    last_build = out / "logs" / "last_build.json"
+    copy = profile.path
+    original, last_build = copy.read_text(), stats_path(profile)
 
     def build() -> dict:
         last_build.unlink(missing_ok=True)  # written by a build that runs a stage
@@ -218,7 +219,7 @@ def edit_scenarios(copy: Path, out: Path) -> dict:
         return {"seconds": seconds, "ran": sorted(s for s, how in stages.items() if how.startswith("ran"))}
     result = {}
     try:
-        for name, settings in _edited(tomllib.loads(original)).items():
+        for name, settings in _edited(tomllib.loads(original), profile.dit.variants).items():
             copy.write_text(_toml(settings))
             edit = build()
             copy.write_text(original)
@@ -373,7 +374,7 @@ def main(argv):
         build_s = _doit(f"profile={copy}", peak=build_peak)
         log.info("built in %.0f s; pushing it into a loopback S3 cache …", build_s)
         push_s = _doit("cache_push", f"profile={copy}", env=cache_env)
-        uploaded = json.loads((bench.out / "logs" / "last_build.json").read_text())["bytes_up"]
+        uploaded = read_json(stats_path(bench))["bytes_up"]
         log.info("pushed in %.0f s; a fresh checkout restores it from the cache …", push_s)
         restore = {**cache_restore(copy, bench.out, cache_env, "toplevel"), "bytes_up_by_push": uploaded,
                    "push_s": push_s, "download_all": cache_restore(copy, bench.out, cache_env, "all")}
@@ -386,7 +387,7 @@ def main(argv):
         server.stop()  # now: the latency figures below must not share the cores with it
         log.info("no-op doit, file checkers, latency …")
         noop = statistics.median(_doit(f"profile={copy}") for _ in range(3))
-        result = {"profile": profile.name, "noop_doit_s": noop, "edits": edit_scenarios(copy, bench.out),
+        result = {"profile": profile.name, "noop_doit_s": noop, "edits": edit_scenarios(bench),
                   "checker": checker_throughput(),
                   "full_build": {"seconds": build_s, "command": "doit (default parallelism, memory admission)",
                                  "peak_rss_mb": stages[peak]["peak_rss_mb"], "peak_stage": peak,
