@@ -28,11 +28,12 @@ import time
 from itertools import product
 from pathlib import Path
 
+from pipeline.core import memo
 from pipeline.core.atomic import write_json
 from pipeline.core.log import measure
 from pipeline.core.parity import ParityError
 from runtime import client, ping_pong
-from runtime.files import read_json
+from runtime.files import read_json, xxh3_128
 from runtime.litert import Model
 from runtime.parity import metrics
 from runtime.vocab import FORCE_FP16, LAYOUTS, ROLES as MODELS
@@ -76,7 +77,7 @@ def run(inputs, outputs, config):
         "figures": {k: chosen[k] for k in ("bytes", "latent_snr_db", "audio_snr_db")},
         "variants": variants, "combinations": [x for x, _ in ranked]})
     measure("app", {"figures": {k: chosen_times[k] for k in ("warm_s", "first_s")},
-                    "variants": timings, "combinations": [tx for _, tx in ranked]})
+                    "variants": timings, "combinations": [tx for _, tx in ranked], "ran": e2e["ran"]})
 
 
 def _verdicts(inputs, files, timings, pins) -> tuple[dict, dict]:
@@ -195,20 +196,52 @@ def _load(fig: dict, path: Path, role: str, config) -> Model:
 def _end_to_end(inputs, files, variants, timings, candidates, config) -> dict:
     """Measure every passing variant (into `timings`) and run every candidate combination on the
     requests as the layout's client runs it (runtime/client.py: by position, its XNNPACK flags):
-    {"latent": {(c, d): SNR dB}, "audio": {(c, d, a): SNR dB}} (the worst request)."""
+    {"latent": {(c, d): SNR dB}, "audio": {(c, d, a): SNR dB}} (the worst request), "ran": what
+    ran. A combination's SNRs and a variant's timings the stage's memo holds for the same files,
+    requests and steps (pipeline/core/memo.py) are recalled, not run again: an edit re-runs the
+    combinations and measurements of the files it changed, a constraint edit runs no model."""
     runs, steps = config["timing_runs"], config["steps"]
-    requests = _references(inputs, config)
     passing = {m: [v for v, fig in variants[m].items() if fig["gate"]] for m in MODELS}
+    digest = {m: {v: xxh3_128(files[m][v]) for v in passing[m]} for m in MODELS}
+    asked = {"requests": [[p, s, i] for i, (p, s) in enumerate(zip(config["prompts"], config["seconds"]))],
+             "steps": steps, "layout": config["layout"], "threads": config["threads"]}
 
+    def key(what, models: dict) -> dict:
+        return {"what": what, **asked, **({"timing_runs": runs} if what == "timing" else {}),
+                "files": {m: digest[m][v] for m, v in models.items()}}
+    snr_latent = {(c, d): memo.recall(key("latent", {"conditioners": c, "dit": d}))
+                  for c, d in product(candidates["conditioners"], candidates["dit"])}
+    snr_audio = {k: memo.recall(key("audio", dict(zip(MODELS, k)))) for k in product(*(candidates[m] for m in MODELS))}
+    for m in MODELS:
+        for v in passing[m]:
+            timings[m][v].update(memo.recall(key("timing", {m: v})) or {})
+    todo_audio = [k for k, snr in snr_audio.items() if snr is None]
+    todo_latent = {k for k, snr in snr_latent.items() if snr is None} | {k[:2] for k in todo_audio}
+    untimed = {m: [v for v in passing[m] if "warm_s" not in timings[m][v]] for m in MODELS}
+    ran = {"variants": [], "combinations": [dict(zip(MODELS, k)) for k in todo_audio]}
+    if not todo_latent and not any(untimed.values()):
+        return {"latent": snr_latent, "audio": snr_audio, "ran": ran}
+    requests = _references(inputs, config)
+
+    def measured(m, v, fig):
+        memo.keep(key("timing", {m: v}), {k: fig[k] for k in ("load_s", "first_s", "warm_s")})
+        ran["variants"].append(f"{m} {v}")
+    need_c = {c for c, _ in todo_latent} or set(candidates["conditioners"][:1] if untimed["dit"] else ())
     conds = {}  # conditioners variant → its (cross, global) per request
     for v in passing["conditioners"]:
+        if v not in need_c and v not in untimed["conditioners"]:
+            continue
         fig = timings["conditioners"][v]
         model = _load(fig, files["conditioners"][v], "conditioners", config)
         outs = _timed(fig, lambda *a: client.condition(model, *a), [r["cond_args"] for r in requests], runs)
-        if v in candidates["conditioners"]:
+        measured("conditioners", v, fig)
+        if v in need_c:
             conds[v] = outs
-    latents, snr_latent = {}, {}
+    latents = {}
     for v in passing["dit"]:
+        cs = [c for c in conds if (c, v) in todo_latent]
+        if not cs and v not in untimed["dit"]:
+            continue
         fig = timings["dit"][v]
         model = _load(fig, files["dit"][v], "dit", config)
         times = []  # every step: the first is the first invoke, the median of the rest the warm one
@@ -218,25 +251,29 @@ def _end_to_end(inputs, files, variants, timings, candidates, config) -> dict:
             out = client.velocity(model, cross, glob, x, t)
             times.append(time.perf_counter() - t0)
             return out
-        for c in (conds if v in candidates["dit"] else list(conds)[:1]):
+        for c in cs or list(conds)[:1]:
             for i, r in enumerate(requests):
                 latents[c, v, i] = ping_pong.sample(lambda x, t: velocity(*conds[c][i], x, t), r["noise"], steps)
-            snr_latent[c, v] = min(metrics(r["latent"], latents[c, v, i])["snr_db"] for i, r in enumerate(requests))
+            if (c, v) in snr_latent:
+                snr_latent[c, v] = min(metrics(r["latent"], latents[c, v, i])["snr_db"] for i, r in enumerate(requests))
+                memo.keep(key("latent", {"conditioners": c, "dit": v}), snr_latent[c, v])
         fig["first_s"], fig["warm_s"] = times[0], statistics.median(times[1:] or times)
+        measured("dit", v, fig)
         del model  # one model in memory at a time
-        if v not in candidates["dit"]:
-            latents = {k: x for k, x in latents.items() if k[1] != v}
-    snr_audio = {}
     for v in passing["decoder"]:
+        pairs = sorted({(c, d) for c, d, a in todo_audio if a == v})
+        if not pairs and v not in untimed["decoder"]:
+            continue
         fig = timings["decoder"][v]
         model = _load(fig, files["decoder"][v], "decoder", config)
-        keys = sorted({k[:2] for k in latents}) if v in candidates["decoder"] else []
-        args = [(latents[c, d, i],) for c, d in keys for i in range(len(requests))]
+        args = [(latents[c, d, i],) for c, d in pairs for i in range(len(requests))]
         outs = _timed(fig, lambda z: client.decode(model, z), args or [(requests[0]["latent"],)], runs)
-        for j, (c, d) in enumerate(keys):
+        measured("decoder", v, fig)
+        for j, (c, d) in enumerate(pairs):
             snr_audio[c, d, v] = min(metrics(r["audio"], outs[j * len(requests) + i])["snr_db"]
                                      for i, r in enumerate(requests))
-    return {"latent": snr_latent, "audio": snr_audio}
+            memo.keep(key("audio", {"conditioners": c, "dit": d, "decoder": v}), snr_audio[c, d, v])
+    return {"latent": snr_latent, "audio": snr_audio, "ran": ran}
 
 
 def _references(inputs, config) -> list[dict]:

@@ -24,13 +24,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import xxhash
 
-from pipeline.core import toolchain
+from pipeline.core import memo, toolchain
 from pipeline.core.errors import InputError
 from pipeline.core.atomic import write_json
 from pipeline.core.log import measure
 from pipeline.core.parity import ParityError
-from runtime import client, ping_pong
+from runtime import check, client, ping_pong
+from runtime.files import xxh3_128
 from runtime.litert import Model
 from runtime.parity import metrics, worst
 from runtime.vocab import CONTRACTS, LAYOUTS, SPIECE
@@ -70,18 +72,13 @@ def run(inputs, outputs, config):
             generation = {"x86": client.generate({r: bundle / f for r, f in APP_FILES.items()}, bundle / SPIECE, prompt,
                                                  seconds, noise, steps, config["threads"], config["layout"]),
                           "PyTorch": ref.generate(prompt, seconds, noise, steps)}
-        np.savez(work / "inputs.npz", **plan.feeds)
-        (work / "request.json").write_text(json.dumps(request))
-        result, got = _emulated(work, userland, config["threads"], config["cpu"])
-    if result["machine"] != "aarch64":
-        raise RuntimeError(f"the emulated process reports machine {result['machine']!r}, not aarch64")
+        result, got = _recalled(work, request, plan.feeds, userland, config)
     rows = [{"model": m, "check": c, "value": v, "op": op, "threshold": t, "ok": bool(v <= t if op == "<=" else v >= t)}
             for m, c, v, op, t in _checks(plan.refs, got, cond_files, chosen, generation, config)]
     report = {"machine": result["machine"], "runtime": {"python": result["python"], **result["versions"],
                                                         "emulator": f"qemu-user {config['toolchain']['qemu']}",
                                                         "cpu": config["cpu"]},
               "checks": rows}
-    measure("seconds", {k: round(v, 3) for k, v in result["seconds"].items()})
     for r in rows:
         log.info("%-12s %-46s %12.4g %s %-10.4g %s", r["model"], r["check"], r["value"], r["op"], r["threshold"],
                  "ok" if r["ok"] else "FAIL")
@@ -194,6 +191,49 @@ def _bundle(inputs, bundle: Path, config, cond_files):
         os.symlink(Path(path).resolve(), bundle / name)
 
 
+def _recalled(work: Path, request: dict, feeds: dict, userland: Path, config) -> tuple[dict, dict]:
+    """The emulated process for the invokes (and the generation) the stage's memo does not hold
+    for the same file, inputs, XNNPACK flags, CPU and userland (pipeline/core/memo.py); the rest
+    recalled: an edit of one model re-runs its invokes and the generation, not the others'.
+    (the runtime as the emulated process reported it, every output by "<id>/<name>")."""
+    bundle, digests = Path(request["bundle"]), {}
+
+    def file(name):
+        return digests.setdefault(name, xxh3_128(bundle / name))
+
+    def array(a):
+        return [str(a.dtype), list(a.shape), xxhash.xxh3_128_hexdigest(np.ascontiguousarray(a).tobytes())]
+    base = {"cpu": config["cpu"], "threads": config["threads"], "userland": config["toolchain"]}
+    keys = {inv["id"]: {**base, "model": file(inv["model"]), "flags": inv["xnnpack_flags"],
+                        "inputs": {k: array(feeds[v]) for k, v in inv["inputs"].items()}} for inv in request["invokes"]}
+    if g := request["generate"]:
+        keys["generate"] = {**base, "files": {r: file(f) for r, f in g["files"].items()}, "spiece": file(SPIECE),
+                            **{k: g[k] for k in ("layout", "prompt", "seconds", "steps")},
+                            "noise": [array(feeds[k]) for k in g["noise"]]}
+    got, todo = {}, []
+    for case, key in keys.items():
+        if (hit := memo.recall_arrays(key)) is None:
+            todo.append(case)
+        got.update({f"{case}/{name}": a for name, a in (hit or {}).items()})
+    runtime = memo.recall({**base, "what": "runtime"})
+    measure("ran", todo)
+    if not todo and runtime is not None:
+        return runtime, got
+    np.savez(work / "inputs.npz", **feeds)
+    (work / "request.json").write_text(json.dumps({
+        **request, "invokes": [inv for inv in request["invokes"] if inv["id"] in todo],
+        "generate": g if "generate" in todo else None}))
+    result, out = _emulated(work, userland, config["threads"], config["cpu"])
+    if result["machine"] != "aarch64":
+        raise RuntimeError(f"the emulated process reports machine {result['machine']!r}, not aarch64")
+    measure("seconds", {k: round(v, 3) for k, v in result["seconds"].items()})
+    runtime = {k: result[k] for k in ("machine", "python", "versions")}
+    memo.keep({**base, "what": "runtime"}, runtime)
+    for case in todo:
+        memo.keep_arrays(keys[case], {n.split("/", 1)[1]: a for n, a in out.items() if n.startswith(f"{case}/")})
+    return runtime, {**got, **out}
+
+
 def _emulated(work: Path, userland: Path, threads: int, cpu: str) -> tuple[dict, dict]:
     """`python -m runtime.check WORK` in the aarch64 userland on an emulated `cpu`:
     (result.json, outputs.npz)."""
@@ -201,7 +241,7 @@ def _emulated(work: Path, userland: Path, threads: int, cpu: str) -> tuple[dict,
     env = {"PYTHONHOME": str(root / "usr"), "PYTHONPATH": f"{REPO}{os.pathsep}{userland / 'site'}",
            "PYTHONDONTWRITEBYTECODE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": str(threads)}
     cmd = [str(root / "usr" / "bin" / "qemu-aarch64"), "-cpu", cpu, "-L", str(root), str(root / "usr" / "bin" / "python3.11"),
-           "-m", "runtime.check", str(work)]
+           "-m", check.__name__, str(work)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log.info("emulated process: %.1f s, exit %d", time.perf_counter() - t0, proc.returncode)

@@ -5,6 +5,7 @@ import shutil
 
 from conftest import REPO, doit, executed
 from pipeline.core.hashing import file_digest
+from pipeline.core.log import read_records
 from runtime import client, ping_pong
 from runtime.generate import Request, generate, load_manifest
 from runtime.parity import metrics
@@ -158,7 +159,34 @@ def test_a_constraint_edit_keeping_the_app_set_runs_no_model(default_bundle, tmp
     manifest, verified = default_bundle / "bundle" / "manifest.json", default_bundle / "bundle" / "verified.json"
     assert json.loads(verified.read_text())["manifest_xxh3_128"] == file_digest(manifest)
     # Back, the bundle alone first: another manifest, so no attestation until the checks' stage runs.
+    # select_app re-runs and, its combinations and timings kept in its memo by the edit's run, runs no model.
     assert executed(doit("collect").stdout) == {"select_app", "collect"}
+    assert read_records(default_bundle)["select_app"]["measured"]["app"]["ran"] == {"variants": [], "combinations": []}
     assert not verified.exists()
     assert executed(doit().stdout) == {"attest"}
     assert json.loads(verified.read_text())["manifest_xxh3_128"] == file_digest(manifest)
+
+
+def test_a_dit_recipe_edit_reruns_only_what_holds_the_dit(default_bundle, tmp_path):
+    """Another recipe for the DiT, then back: the DiT's stages and the checks of the app set re-run,
+    and inside them only what holds the DiT — select_app's combinations with it, verify_aarch64's
+    DiT invokes and the generation; the other models' runs come from the stages' memo."""
+    shutil.rmtree(default_bundle / "memo", ignore_errors=True)  # whatever earlier tests left: a known start
+    edited = tmp_path / "default.toml"
+    edited.write_text((REPO / "profiles" / "default.toml").read_text() + '[dit]\nvariants = ["weight_only_wi8_afp32"]\n')
+    chain = {"dit_quantize", "verify_dit", "select_app", "verify_aarch64", "verify_web", "collect", "attest"}
+    assert executed(doit(profile=edited).stdout) == chain
+    assert executed(doit().stdout) == chain  # back: the first recipe's file again, not seen since the memo was emptied
+    records = read_records(default_bundle)
+    report = json.loads((default_bundle / "reports" / "app.json").read_text())
+    dit = report["chosen"]["dit"]
+    ran = records["select_app"]["measured"]["app"]["ran"]
+    holding = [x["models"] for x in report["combinations"] if x["models"]["dit"] == dit]
+    assert len(ran["combinations"]) == len(holding) and all(x in holding for x in ran["combinations"])
+    assert f"dit {dit}" in ran["variants"] and "conditioners float16" not in ran["variants"]  # its timing recalled
+    emulated = records["verify_aarch64"]["measured"]["ran"]
+    assert "generate" in emulated and any(c.startswith("dit") for c in emulated)
+    assert all(c.startswith("dit") or c == "generate" for c in emulated)  # no conditioners or decoder invoke
+    checks = json.loads((default_bundle / "reports" / "parity_aarch64.json").read_text())["checks"]
+    assert {r["model"] for r in checks} == {"conditioners", "dit", "decoder", "generation"}  # recalled ones gated too
+    assert all(r["ok"] for r in checks)

@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import atomic, keys, log as logsetup
+from . import atomic, keys, log as logsetup, memo
 from .errors import InputError
 from .stage import Stage
 
@@ -42,7 +42,9 @@ def _record_opens() -> set[str]:
 def run_job(job_path: str) -> int:
     job = json.loads(Path(job_path).read_text())
     opened = _record_opens()
-    return execute(Stage.from_job(job), Path(job["log"]), Path(job["depfile"]), opened, job["profile"], job["where"])
+    stage = Stage.from_job(job)
+    memo.setup(job["memo"] and Path(job["memo"]), stage)
+    return execute(stage, Path(job["log"]), Path(job["depfile"]), opened, job["profile"], job["where"])
 
 
 def execute(stage: Stage, log_file: Path, depfile: Path, opened: set[str], profile_file, where: str) -> int:

@@ -81,7 +81,8 @@ def run_here(stage: Stage, build: Build, key: StageKey, log_file: Path) -> Made:
     the run recorded; StageFailed when the stage failed."""
     profile = build.profile
     job = profile.out / ".jobs" / f"{stage.name}.json"
-    write_json(job, stage.job(log_file, keys.depfile(profile.out, stage.name), profile.path, "local"))
+    write_json(job, stage.job(log_file, keys.depfile(profile.out, stage.name), profile.path, "local",
+                             profile.out / "memo" / stage.name))
     cmd = [sys.executable, "-m", "pipeline.core.runner", "--job", str(job)]
     admit = resources.admission().admit(stage.name, resources.need(stage, profile),
                                         build.priorities.get(stage.name, 0.0))

@@ -1,0 +1,74 @@
+"""A stage's memo: results of its costly actions (select_app's end-to-end runs, verify_aarch64's
+emulated invokes) kept between its runs in this checkout (artifacts/<profile>/memo/<stage>/),
+each keyed by what the action read — its files' digests, its arguments — and by the code, tools
+and Python the stage process runs. A stage re-run after an edit repeats only the actions the edit
+touched; the rest it recalls. The memo is no stage's input or output: it spares work, it changes
+no byte a stage writes. Only a build's local run has one; a Dask worker's stage or a
+`cache verify --rebuild` check runs every action (`recall` finds nothing)."""
+import json
+import platform
+import sys
+from pathlib import Path
+
+from . import keys, toolchain
+from .atomic import atomic_path, write_json
+from .hashing import json_digest
+
+_folder: Path | None = None
+_stage = None
+_salted: dict | None = None
+
+
+def setup(folder: Path | None, stage):
+    """Called by the runner before the stage runs (folder None: no memo)."""
+    global _folder, _stage, _salted
+    _folder, _stage, _salted = folder, stage, None
+
+
+def _salt() -> dict:
+    """The stage process's code (the project modules its module reaches and has loaded at its
+    first recall), tools and Python: an entry made by other code is never recalled."""
+    global _salted
+    if _salted is None:
+        code = keys.stage_code(f"stages.{_stage.module}", set(sys.modules))
+        _salted = {"stage": _stage.name, "tools": toolchain.versions(_stage.tools), "code": keys.code_digests(code),
+                   "python": "%d.%d" % sys.version_info[:2], "platform": f"{sys.platform}-{platform.machine()}"}
+    return _salted
+
+
+def _path(key: dict, suffix: str) -> Path | None:
+    if _folder is None:
+        return None
+    return _folder / f"{json_digest({'salt': _salt(), 'key': key})}{suffix}"
+
+
+def recall(key: dict):
+    """The JSON value stored under `key`, None when there is none."""
+    path = _path(key, ".json")
+    try:
+        return json.loads(path.read_text())["value"] if path else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def keep(key: dict, value):
+    if path := _path(key, ".json"):
+        write_json(path, {"key": key, "value": value})
+
+
+def recall_arrays(key: dict) -> dict | None:
+    """The numpy arrays stored under `key` (an .npz), None when there are none."""
+    import numpy as np
+    path = _path(key, ".npz")
+    try:
+        return dict(np.load(path)) if path else None
+    except (OSError, ValueError):
+        return None
+
+
+def keep_arrays(key: dict, arrays: dict):
+    import numpy as np
+    if path := _path(key, ".npz"):
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
