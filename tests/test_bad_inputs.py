@@ -35,7 +35,8 @@ def built(tmp_path_factory, default_build):
 
 
 def _artifacts(out: Path) -> dict:
-    skip = {"logs", ".jobs", "work", ".doit.db", ".lock"}  # work/: onnx2tf's scratch; .jobs/: the last attempt of each stage, as logs/
+    # work/: onnx2tf's scratch; .jobs/: the last attempt of each stage, as logs/; memo/: what stages ran (pipeline/core/memo.py)
+    skip = {"logs", ".jobs", "work", ".doit.db", ".lock", "memo"}
     return {str(p.relative_to(out)): file_digest(p) for p in sorted(out.rglob("*"))
             if p.is_file() and not skip & set(p.relative_to(out).parts)}
 

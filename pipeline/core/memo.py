@@ -5,11 +5,11 @@ and Python the stage process runs. A stage re-run after an edit repeats only the
 touched; the rest it recalls. The memo is no stage's input or output: it spares work, it changes
 no byte a stage writes. Only a build's local run has one; a Dask worker's stage or a
 `cache verify --rebuild` check runs every action (`recall` finds nothing)."""
-import json
 import platform
 import sys
 from pathlib import Path
 
+from runtime.files import read_json
 from . import keys, toolchain
 from .atomic import atomic_path, write_json
 from .hashing import json_digest
@@ -46,7 +46,7 @@ def recall(key: dict):
     """The JSON value stored under `key`, None when there is none."""
     path = _path(key, ".json")
     try:
-        return json.loads(path.read_text())["value"] if path else None
+        return read_json(path)["value"] if path else None
     except (OSError, ValueError, KeyError):
         return None
 

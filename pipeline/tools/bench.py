@@ -208,7 +208,8 @@ def _toml(settings: dict) -> str:
 
 def edit_scenarios(profile: Profile) -> dict:
     """Each edit of `_edited` on the built profile: seconds of plain `doit` to the verified bundle
-    and the stages it ran; then the edit undone, timed the same way. The profile is put back."""
+    and the stages it ran (inside select_app and verify_aarch64: what they ran, not recalled); then
+    the edit undone, timed the same way. The profile is put back."""
     copy = profile.path
     original, last_build = copy.read_text(), stats_path(profile)
 
@@ -216,7 +217,11 @@ def edit_scenarios(profile: Profile) -> dict:
         last_build.unlink(missing_ok=True)  # written by a build that runs a stage
         seconds = _doit(f"profile={copy}")
         stages = read_json(last_build)["stages"] if last_build.exists() else {}
-        return {"seconds": seconds, "ran": sorted(s for s, how in stages.items() if how.startswith("ran"))}
+        ran = sorted(s for s, how in stages.items() if how.startswith("ran"))
+        # Inside the stages that keep a memo (pipeline/core/memo.py): what they ran, not recalled.
+        inside = {"select_app": measured(profile.out, "select_app").get("app", {}).get("ran"),
+                  "verify_aarch64": measured(profile.out, "verify_aarch64").get("ran")}
+        return {"seconds": seconds, "ran": ran, "inside": {s: v for s, v in inside.items() if s in ran}}
     result = {}
     try:
         for name, settings in _edited(tomllib.loads(original), profile.dit.variants).items():
@@ -325,6 +330,13 @@ def model_latency(profile_path: Path, threads=2, warm_runs=3) -> dict:
                        snr_db_vs_pytorch=metrics(ref, next(iter(got.values())))["snr_db"])
         result["models"][name] = row
     return result
+
+
+def _inside(edit: dict) -> str:
+    """What the memo stages ran of their work in one edit's build, for people."""
+    sel, arm = edit["inside"].get("select_app"), edit["inside"].get("verify_aarch64")
+    return ((f" (select_app: {len(sel['combinations'])} combinations, {len(sel['variants'])} variants timed)" if sel else "")
+            + (f" (verify_aarch64: {len(arm)} emulated runs: {', '.join(arm)})" if arm is not None else ""))
 
 
 def measured(out: Path, stage: str) -> dict:
@@ -465,8 +477,8 @@ def _rows(result: dict) -> list[tuple[str, str]]:
     rows += [("Pareto front: " + " + ".join(c["models"].values()), "{bytes:.4g} B, warm {warm_s:.3f} s, latent "
               "{latent_snr_db:.2f} dB, audio {audio_snr_db:.2f} dB, meets the constraints: {meets}".format(**c))
              for c in app["front"]]
-    rows += [(f"edit: {k}", f"{v['seconds']:.1f} s, ran {', '.join(v['ran']) or 'nothing'}; undone "
-              f"{v['undone']['seconds']:.1f} s") for k, v in result["edits"].items()]
+    rows += [(f"edit: {k}", f"{v['seconds']:.1f} s, ran {', '.join(v['ran']) or 'nothing'}{_inside(v)}; undone "
+              f"{v['undone']['seconds']:.1f} s{_inside(v['undone'])}") for k, v in result["edits"].items()]
     rows += [(f"stage {k}", f"{v['seconds']:.1f} s ({v['share']:.0%} of all stages' seconds), peak "
               f"{v['peak_rss_mb']} MB") for k, v in b["stages"].items()]
     rows += [(f"{r[7:]}: {k}", f"{v:.4g}") for r, checks in result["parity"].items() for k, v in checks.items()]
