@@ -8,11 +8,16 @@ WORK/request.json: {"bundle", "threads", "invokes": [{"id", "model", "inputs": {
 layout's client flow (runtime/client.py: the Arm app's, tensors by position, its XNNPACK flags).
 Writes WORK/outputs.npz ("<id>/<output>", and "generate/latent", "generate/audio") and
 WORK/result.json: the machine as this process sees it,
-the runtime's versions and the seconds each part took (an invoke of the model the one before it
-ran reuses that load: order invokes by model)."""
+the runtime's versions, the emulator and CPU when emulated ($SAO_LITERT_EMULATED), and the seconds each part took (an invoke of the model the one before it
+ran reuses that load: order invokes by model).
+
+On an Arm worker of the build's Dask cluster the same module runs natively: `run_sent` is the
+task (pipeline/core/aarch64.py sends it the request, the inputs and the files it names)."""
 import json
+import os
 import platform
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +27,8 @@ import numpy as np
 from . import client
 from .litert import Model
 from .vocab import SPIECE
+
+EMULATED_ENV = "SAO_LITERT_EMULATED"  # set by whoever runs this module emulated: {"emulator", "cpu"}
 
 
 def main(work: Path) -> int:
@@ -48,8 +55,34 @@ def main(work: Path) -> int:
     versions = {d: metadata.version(d) for d in ("ai-edge-litert", "numpy")}
     (work / "result.json").write_text(json.dumps({
         "machine": platform.machine(), "python": platform.python_version(), "versions": versions,
+        "emulated": json.loads(os.environ.get(EMULATED_ENV) or "null"),
         "seconds": seconds}, indent=1))
     return 0
+
+
+def files_of(request: dict) -> set[str]:
+    """The bundle's files a request reads."""
+    g = request.get("generate")
+    return {inv["model"] for inv in request["invokes"]} | ({*g["files"].values(), SPIECE} if g else set())
+
+
+def read_back(work: Path) -> tuple[dict, dict]:
+    """What `main` wrote: (result.json, outputs by "<id>/<output>")."""
+    return json.loads((work / "result.json").read_text()), dict(np.load(work / "outputs.npz"))
+
+
+def run_sent(request: dict, inputs: bytes, files: dict[str, bytes]) -> tuple[dict, dict]:
+    """`main` on a request sent with its inputs (inputs.npz's bytes) and files (name → bytes), in a
+    scratch folder: (result.json, outputs)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "bundle").mkdir()
+        for name, data in files.items():
+            (work / "bundle" / name).write_bytes(data)
+        (work / "inputs.npz").write_bytes(inputs)
+        (work / "request.json").write_text(json.dumps({**request, "bundle": str(work / "bundle")}))
+        main(work)
+        return read_back(work)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Stage `verify_aarch64`: the app's models on aarch64 LiteRT kernels (NEON, dot-product, i8mm:
 the phone's, not x86's AVX-512 ones), run by the runtime's own code (`python -m runtime.check`)
-in an aarch64 userland under qemu user-mode emulation (`./dev aarch64` sets it up in .aarch64/)
-of the CPU `targets.aarch64_cpu` names (its features decide which kernels XNNPACK picks).
+on an Arm worker of the build's Dask cluster, else in an aarch64 userland under qemu user-mode
+emulation (`./dev aarch64` sets it up in .aarch64/) of the CPU `targets.aarch64_cpu` names (its
+features decide which kernels XNNPACK picks): pipeline/core/aarch64.py.
 
 The same inputs as the x86 verify stages go in; the outputs come back and are gated against the
 PyTorch modules with the same thresholds: the app set select_app chose (its conditioners, DiT and
@@ -17,21 +18,19 @@ not write the bundle's verified.json."""
 import json
 import logging
 import os
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import xxhash
 
-from pipeline.core import memo, toolchain
+from pipeline.core import aarch64, memo, toolchain
 from pipeline.core.errors import InputError
 from pipeline.core.atomic import write_json
 from pipeline.core.log import measure
 from pipeline.core.parity import ParityError
-from runtime import check, client, ping_pong
+from runtime import client, ping_pong
 from runtime.files import xxh3_128
 from runtime.litert import Model
 from runtime.parity import metrics, worst
@@ -41,7 +40,6 @@ from stages.models.reference import Reference
 log = logging.getLogger("sao.verify_aarch64")
 COND_OUT = [t.name for t in CONTRACTS["conditioners"].outputs]  # the PyTorch module's order too
 APP_FILES = LAYOUTS["roles"].files  # the app set's files in the checked folder
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run(inputs, outputs, config):
@@ -72,12 +70,11 @@ def run(inputs, outputs, config):
             generation = {"x86": client.generate({r: bundle / f for r, f in APP_FILES.items()}, bundle / SPIECE, prompt,
                                                  seconds, noise, steps, config["threads"], config["layout"]),
                           "PyTorch": ref.generate(prompt, seconds, noise, steps)}
-        result, got = _recalled(work, request, plan.feeds, userland, config)
+        result, got = _recalled(work, request, plan.feeds, config)
     rows = [{"model": m, "check": c, "value": v, "op": op, "threshold": t, "ok": bool(v <= t if op == "<=" else v >= t)}
             for m, c, v, op, t in _checks(plan.refs, got, cond_files, chosen, generation, config)]
     report = {"machine": result["machine"], "runtime": {"python": result["python"], **result["versions"],
-                                                        "emulator": f"qemu-user {config['toolchain']['qemu']}",
-                                                        "cpu": config["cpu"]},
+                                                        **(result["emulated"] or {"emulator": None, "cpu": None})},
               "checks": rows}
     for r in rows:
         log.info("%-12s %-46s %12.4g %s %-10.4g %s", r["model"], r["check"], r["value"], r["op"], r["threshold"],
@@ -191,11 +188,12 @@ def _bundle(inputs, bundle: Path, config, cond_files):
         os.symlink(Path(path).resolve(), bundle / name)
 
 
-def _recalled(work: Path, request: dict, feeds: dict, userland: Path, config) -> tuple[dict, dict]:
+def _recalled(work: Path, request: dict, feeds: dict, config) -> tuple[dict, dict]:
     """The emulated process for the invokes (and the generation) the stage's memo does not hold
     for the same file, inputs, XNNPACK flags, CPU and userland (pipeline/core/memo.py); the rest
     recalled: an edit of one model re-runs its invokes and the generation, not the others'.
-    (the runtime as the emulated process reported it, every output by "<id>/<name>")."""
+    (the runtime as the aarch64 process reported it, every output by "<id>/<name>"). Run on an Arm
+    worker of the build's cluster when it has one (pipeline/core/aarch64.py), else emulated here."""
     bundle, digests = Path(request["bundle"]), {}
 
     def file(name):
@@ -223,29 +221,13 @@ def _recalled(work: Path, request: dict, feeds: dict, userland: Path, config) ->
     (work / "request.json").write_text(json.dumps({
         **request, "invokes": [inv for inv in request["invokes"] if inv["id"] in todo],
         "generate": g if "generate" in todo else None}))
-    result, out = _emulated(work, userland, config["threads"], config["cpu"])
+    result, out, where = aarch64.run_check(work, config["cpu"], config["toolchain"]["wheels"])
+    measure("ran_on", where)
     if result["machine"] != "aarch64":
         raise RuntimeError(f"the emulated process reports machine {result['machine']!r}, not aarch64")
     measure("seconds", {k: round(v, 3) for k, v in result["seconds"].items()})
-    runtime = {k: result[k] for k in ("machine", "python", "versions")}
+    runtime = {k: result[k] for k in ("machine", "python", "versions", "emulated")}
     memo.keep({**base, "what": "runtime"}, runtime)
     for case in todo:
         memo.keep_arrays(keys[case], {n.split("/", 1)[1]: a for n, a in out.items() if n.startswith(f"{case}/")})
     return runtime, {**got, **out}
-
-
-def _emulated(work: Path, userland: Path, threads: int, cpu: str) -> tuple[dict, dict]:
-    """`python -m runtime.check WORK` in the aarch64 userland on an emulated `cpu`:
-    (result.json, outputs.npz)."""
-    root = userland / "root"
-    env = {"PYTHONHOME": str(root / "usr"), "PYTHONPATH": f"{REPO}{os.pathsep}{userland / 'site'}",
-           "PYTHONDONTWRITEBYTECODE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": str(threads)}
-    cmd = [str(root / "usr" / "bin" / "qemu-aarch64"), "-cpu", cpu, "-L", str(root), str(root / "usr" / "bin" / "python3.11"),
-           "-m", check.__name__, str(work)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log.info("emulated process: %.1f s, exit %d", time.perf_counter() - t0, proc.returncode)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stdout.splitlines()[-20:])
-        raise RuntimeError(f"the emulated aarch64 process exited {proc.returncode}:\n{tail}")
-    return json.loads((work / "result.json").read_text()), dict(np.load(work / "outputs.npz"))

@@ -1,18 +1,21 @@
 """The bundle verified on aarch64 LiteRT kernels, emulated (stages/verify_aarch64.py): the default
 build's report, the Arm app's FORCE_FP16 decoder failing on a decoder whose activations overflow
 float16 (on aarch64, and already in select_app for the Arm layout), a machine without the
-userland, and a userland whose pins changed."""
+userland, a userland whose pins changed, and an Arm worker in the cluster."""
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from conftest import ARTIFACTS, doit, doit_shared, executed, files_source
+from conftest import ARTIFACTS, doit, doit_shared, executed, files_source, shared
 from pipeline.core.config import DEFAULT_PROFILE, load_profile
 from pipeline.core.dag import stages
 from pipeline.core.hashing import file_digest
+from pipeline.core.log import read_records
 from pipeline.core.toolchain import aarch64_userland
 
 DECODER_IN = "pretransform.model.decoder.layers.0.weight_g"  # the first conv's weight-norm gain
@@ -142,3 +145,37 @@ def test_changed_aarch64_pins_rerun_verify_aarch64_alone(default_bundle, scratch
 
 def _stats(profile) -> dict:
     return json.loads((ARTIFACTS / profile.stem / "logs" / "last_build.json").read_text())
+
+
+def test_an_arm_worker_in_the_cluster_runs_the_check(default_bundle, scratch_profile, tmp_path):
+    """Issue 30 test c: an Arm Dask worker — emulated, `sao-litert arm-worker`: qemu-aarch64 running
+    `dask worker` in the userland — joins a loopback cluster; the check's aarch64 process runs there
+    (its record says where) and its report is the one emulated here byte for byte; with the worker
+    gone the same build emulates the check here."""
+    from distributed import Client, LocalCluster
+    profile = scratch_profile('[source]\nkind = "synthetic"\nseed = 0\n[targets]\nweb = false\naarch64_prompts = 1\n'
+                              'aarch64_dit_cases = 1\naarch64_latents = 1\naarch64_decoders = "app"\naarch64_steps = 2\n')
+    out = ARTIFACTS / profile.stem
+    with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None, processes=True) as cluster, \
+            Client(cluster) as client:
+        arm = subprocess.Popen([sys.executable, "-m", "pipeline.tools.cli", "arm-worker", cluster.scheduler_address],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            client.wait_for_workers(1, timeout=180)
+            (address,) = client.scheduler_info()["workers"]
+            env = {"SAO_LITERT_SCHEDULER": cluster.scheduler_address, **shared()}
+            assert "verify_aarch64" in executed(doit(profile=profile, env=env).stdout)  # the rest: the run's cache
+            record = read_records(out)["verify_aarch64"]
+            assert record["measured"]["ran_on"] == address and record["measured"]["ran"]
+            on_worker = (out / "reports" / "parity_aarch64.json").read_bytes()
+        finally:
+            arm.terminate()
+            arm.wait(60)
+        # The worker gone: the check again (not from a cache or the memo), emulated here.
+        doit("forget", "verify_aarch64", profile=profile)
+        shutil.rmtree(out / "memo")
+        fresh = {**env, "SAO_LITERT_CACHE": (tmp_path / "store").as_uri()}
+        assert executed(doit(profile=profile, env=fresh).stdout) == {"verify_aarch64"}
+    assert read_records(out)["verify_aarch64"]["measured"]["ran_on"] == "emulated here"
+    assert (out / "reports" / "parity_aarch64.json").read_bytes() == on_worker
+    assert json.loads(on_worker)["machine"] == "aarch64"

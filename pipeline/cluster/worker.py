@@ -79,7 +79,8 @@ def run_stage(spec: dict) -> dict:
         log_file, depfile = scratch / "log" / f"{stage.name}.log", scratch / "deps.json"
         ran = stage.moved(in_paths, out_paths)
         job = scratch / "job.json"
-        job.write_text(json.dumps(ran.job(log_file, depfile, "{profile}", "dask worker")))
+        job.write_text(json.dumps(ran.job(log_file, depfile, "{profile}", "dask worker",
+                                         scheduler=worker.scheduler.address)))
         with open(scratch / "console.txt", "wb") as console:
             t_run = time.perf_counter()
             rc = subprocess.call([sys.executable, "-m", "pipeline.core.runner", "--job", str(job)], cwd=REPO,

@@ -82,7 +82,7 @@ def run_here(stage: Stage, build: Build, key: StageKey, log_file: Path) -> Made:
     profile = build.profile
     job = profile.out / ".jobs" / f"{stage.name}.json"
     write_json(job, stage.job(log_file, keys.depfile(profile.out, stage.name), profile.path, "local",
-                             profile.out / "memo" / stage.name))
+                             profile.out / "memo" / stage.name, build.cluster and build.cluster.address))
     cmd = [sys.executable, "-m", "pipeline.core.runner", "--job", str(job)]
     admit = resources.admission().admit(stage.name, resources.need(stage, profile),
                                         build.priorities.get(stage.name, 0.0))

@@ -4,7 +4,8 @@ runs the PyTorch modules of that built profile with the same noise and reports t
 `sao-litert init …`: a profile for a downloaded model (pipeline/tools/init_profile.py).
 `sao-litert build-many PROFILE…`: several profiles in one command (pipeline/cluster/many.py).
 `sao-litert cache keygen|gc|verify [--rebuild]`: signing keys, the shared store's upkeep and rebuild
-checks (pipeline/cache/)."""
+checks (pipeline/cache/).
+`sao-litert arm-worker SCHEDULER`: an emulated Arm Dask worker for the aarch64 check (pipeline/core/aarch64.py)."""
 import argparse
 import logging
 import os
@@ -56,6 +57,10 @@ def _parser():
     v.add_argument("--rebuild", action="store_true",
                    help="rebuild --profile's stored actions (or --sample N of them) from the store's inputs and "
                         "compare bytes; co-sign what matches when a signing key is set")
+    a = sub.add_parser("arm-worker", help="an emulated Arm Dask worker (qemu, the aarch64 userland) that runs the "
+                                         "aarch64 check: the resource aarch64, nothing else")
+    a.add_argument("scheduler", help="tcp://HOST:PORT")
+    a.add_argument("--cpu", help="the Arm CPU qemu emulates (as [targets] aarch64_cpu, and its default)")
     return p
 
 
@@ -131,6 +136,11 @@ def main(argv=None) -> int:
                     args.aarch64_budget_s)
     if args.command == "cache":
         return _cache(args)
+    if args.command == "arm-worker":
+        from pipeline.core import aarch64
+        from pipeline.core.config import TargetsSettings
+        cmd, env = aarch64.worker(args.scheduler, args.cpu or TargetsSettings().aarch64_cpu)
+        os.execve(cmd[0], cmd, env)
     from pipeline.cluster.many import main as build_many
     return build_many(args.profiles, args.jobs)
 
