@@ -7,9 +7,9 @@ WORK/request.json: {"bundle", "threads", "invokes": [{"id", "model", "inputs": {
 "steps", "noise": [npz keys]} or null}; WORK/inputs.npz holds the arrays. The generation is the
 layout's client flow (runtime/client.py: the Arm app's, tensors by position, its XNNPACK flags).
 Writes WORK/outputs.npz ("<id>/<output>", and "generate/latent", "generate/audio") and
-WORK/result.json: the machine as this process sees it,
-the runtime's versions, the emulator and CPU when emulated ($SAO_LITERT_EMULATED), and the seconds each part took (an invoke of the model the one before it
-ran reuses that load: order invokes by model).
+WORK/result.json: the machine as this process sees it, the runtime's versions, the emulator and
+CPU when emulated ($SAO_LITERT_EMULATED) and the seconds each part took (an invoke of the model
+the one before it ran reuses that load: order invokes by model).
 
 On an Arm worker of the build's Dask cluster the same module runs natively: `run_sent` is the
 task (pipeline/core/aarch64.py sends it the request, the inputs and the files it names)."""

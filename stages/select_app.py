@@ -223,7 +223,7 @@ def _end_to_end(inputs, files, variants, timings, candidates, config) -> dict:
         return {"latent": snr_latent, "audio": snr_audio, "ran": ran}
     requests = _references(inputs, config)
 
-    def measured(m, v, fig):
+    def keep_timing(m, v, fig):
         memo.keep(key("timing", {m: v}), {k: fig[k] for k in ("load_s", "first_s", "warm_s")})
         ran["variants"].append(f"{m} {v}")
     need_c = {c for c, _ in todo_latent} or set(candidates["conditioners"][:1] if untimed["dit"] else ())
@@ -234,7 +234,7 @@ def _end_to_end(inputs, files, variants, timings, candidates, config) -> dict:
         fig = timings["conditioners"][v]
         model = _load(fig, files["conditioners"][v], "conditioners", config)
         outs = _timed(fig, lambda *a: client.condition(model, *a), [r["cond_args"] for r in requests], runs)
-        measured("conditioners", v, fig)
+        keep_timing("conditioners", v, fig)
         if v in need_c:
             conds[v] = outs
     latents = {}
@@ -258,7 +258,7 @@ def _end_to_end(inputs, files, variants, timings, candidates, config) -> dict:
                 snr_latent[c, v] = min(metrics(r["latent"], latents[c, v, i])["snr_db"] for i, r in enumerate(requests))
                 memo.keep(key("latent", {"conditioners": c, "dit": v}), snr_latent[c, v])
         fig["first_s"], fig["warm_s"] = times[0], statistics.median(times[1:] or times)
-        measured("dit", v, fig)
+        keep_timing("dit", v, fig)
         del model  # one model in memory at a time
     for v in passing["decoder"]:
         pairs = sorted({(c, d) for c, d, a in todo_audio if a == v})
@@ -268,7 +268,7 @@ def _end_to_end(inputs, files, variants, timings, candidates, config) -> dict:
         model = _load(fig, files["decoder"][v], "decoder", config)
         args = [(latents[c, d, i],) for c, d in pairs for i in range(len(requests))]
         outs = _timed(fig, lambda z: client.decode(model, z), args or [(requests[0]["latent"],)], runs)
-        measured("decoder", v, fig)
+        keep_timing("decoder", v, fig)
         for j, (c, d) in enumerate(pairs):
             snr_audio[c, d, v] = min(metrics(r["audio"], outs[j * len(requests) + i])["snr_db"]
                                      for i, r in enumerate(requests))

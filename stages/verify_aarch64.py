@@ -189,11 +189,11 @@ def _bundle(inputs, bundle: Path, config, cond_files):
 
 
 def _recalled(work: Path, request: dict, feeds: dict, config) -> tuple[dict, dict]:
-    """The emulated process for the invokes (and the generation) the stage's memo does not hold
-    for the same file, inputs, XNNPACK flags, CPU and userland (pipeline/core/memo.py); the rest
-    recalled: an edit of one model re-runs its invokes and the generation, not the others'.
-    (the runtime as the aarch64 process reported it, every output by "<id>/<name>"). Run on an Arm
-    worker of the build's cluster when it has one (pipeline/core/aarch64.py), else emulated here."""
+    """The aarch64 process (on an Arm worker of the build's cluster when it has one, else emulated
+    here: pipeline/core/aarch64.py) for the invokes and the generation the stage's memo does not
+    hold for the same file, inputs, XNNPACK flags, CPU and userland (pipeline/core/memo.py); the
+    rest recalled: an edit of one model re-runs its invokes and the generation, not the others'.
+    (the runtime as the aarch64 process reported it, every output by "<id>/<name>")."""
     bundle, digests = Path(request["bundle"]), {}
 
     def file(name):
@@ -224,10 +224,11 @@ def _recalled(work: Path, request: dict, feeds: dict, config) -> tuple[dict, dic
     result, out, where = aarch64.run_check(work, config["cpu"], config["toolchain"]["wheels"])
     measure("ran_on", where)
     if result["machine"] != "aarch64":
-        raise RuntimeError(f"the emulated process reports machine {result['machine']!r}, not aarch64")
+        raise RuntimeError(f"the aarch64 process reports machine {result['machine']!r}, not aarch64")
     measure("seconds", {k: round(v, 3) for k, v in result["seconds"].items()})
     runtime = {k: result[k] for k in ("machine", "python", "versions", "emulated")}
-    memo.keep({**base, "what": "runtime"}, runtime)
-    for case in todo:
-        memo.keep_arrays(keys[case], {n.split("/", 1)[1]: a for n, a in out.items() if n.startswith(f"{case}/")})
+    if (result["emulated"] or {}).get("cpu") == config["cpu"]:  # what a native Arm worker ran is not the key's CPU
+        memo.keep({**base, "what": "runtime"}, runtime)
+        for case in todo:
+            memo.keep_arrays(keys[case], {n.split("/", 1)[1]: a for n, a in out.items() if n.startswith(f"{case}/")})
     return runtime, {**got, **out}

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from runtime import check
-from .config import REPO
 from .toolchain import aarch64_userland, aarch64_versions
 
 log = logging.getLogger("sao.aarch64")
@@ -33,7 +32,8 @@ def emulated(args: list[str], cpu: str | None = None, site: tuple[str, ...] = ("
     and the userland's `site` folders on its path."""
     userland = aarch64_userland()
     root = userland / "root"
-    env = {"PYTHONHOME": str(root / "usr"), "PYTHONPATH": ":".join([str(REPO), *(str(userland / s) for s in site)]),
+    code = Path(check.__file__).resolve().parents[1]  # the folder holding runtime/
+    env = {"PYTHONHOME": str(root / "usr"), "PYTHONPATH": ":".join([str(code), *(str(userland / s) for s in site)]),
            "PYTHONDONTWRITEBYTECODE": "1", "PATH": "/usr/bin:/bin",
            check.EMULATED_ENV: json.dumps({"emulator": f"qemu-user {aarch64_versions()['qemu']}", "cpu": cpu or "max"})}
     return [str(root / "usr" / "bin" / "qemu-aarch64"), *(["-cpu", cpu] if cpu else []), "-L", str(root),

@@ -5,41 +5,34 @@ and Python the stage process runs. A stage re-run after an edit repeats only the
 touched; the rest it recalls. The memo is no stage's input or output: it spares work, it changes
 no byte a stage writes. Only a build's local run has one; a Dask worker's stage or a
 `cache verify --rebuild` check runs every action (`recall` finds nothing)."""
-import platform
-import sys
 from pathlib import Path
+from typing import Callable
 
 from runtime.files import read_json
-from . import keys, toolchain
 from .atomic import atomic_path, write_json
 from .hashing import json_digest
 
 _folder: Path | None = None
-_stage = None
+_salt: Callable[[], dict] | None = None
 _salted: dict | None = None
 
 
-def setup(folder: Path | None, stage):
-    """Called by the runner before the stage runs (folder None: no memo)."""
-    global _folder, _stage, _salted
-    _folder, _stage, _salted = folder, stage, None
-
-
-def _salt() -> dict:
-    """The stage process's code (the project modules its module reaches and has loaded at its
-    first recall), tools and Python: an entry made by other code is never recalled."""
-    global _salted
-    if _salted is None:
-        code = keys.stage_code(f"stages.{_stage.module}", set(sys.modules))
-        _salted = {"stage": _stage.name, "tools": toolchain.versions(_stage.tools), "code": keys.code_digests(code),
-                   "python": "%d.%d" % sys.version_info[:2], "platform": f"{sys.platform}-{platform.machine()}"}
-    return _salted
+def setup(folder: Path | None, salt: Callable[[], dict]):
+    """Called by the runner before the stage runs (folder None: no memo). `salt()`, asked once, at
+    the first recall or keep: the stage process's code (what its module reaches and has loaded by
+    then), tools and Python, so an entry made by other code is never recalled. (The runner computes
+    it: this module, imported by stages, stays out of their keys' build-tool modules.)"""
+    global _folder, _salt, _salted
+    _folder, _salt, _salted = folder, salt, None
 
 
 def _path(key: dict, suffix: str) -> Path | None:
+    global _salted
     if _folder is None:
         return None
-    return _folder / f"{json_digest({'salt': _salt(), 'key': key})}{suffix}"
+    if _salted is None:
+        _salted = _salt()
+    return _folder / f"{json_digest({'salt': _salted, 'key': key})}{suffix}"
 
 
 def recall(key: dict):

@@ -39,11 +39,18 @@ def _record_opens() -> set[str]:
     return seen
 
 
+def _memo_salt(stage: Stage) -> dict:
+    """What a stage's memo entries are made by (pipeline/core/memo.py): its key's parts but the
+    config slice and outputs, the code being what its module reaches and has loaded so far."""
+    code = keys.stage_code(f"stages.{stage.module}", set(sys.modules))
+    return {k: v for k, v in keys.key_parts(stage, code).items() if k not in ("config", "outputs")}
+
+
 def run_job(job_path: str) -> int:
     job = json.loads(Path(job_path).read_text())
     opened = _record_opens()
     stage = Stage.from_job(job)
-    memo.setup(job["memo"] and Path(job["memo"]), stage)
+    memo.setup(job["memo"] and Path(job["memo"]), lambda: _memo_salt(stage))
     aarch64.setup(job["scheduler"])
     return execute(stage, Path(job["log"]), Path(job["depfile"]), opened, job["profile"], job["where"])
 
