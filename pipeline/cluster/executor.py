@@ -23,22 +23,22 @@ from pipeline.core import keys, resources
 from pipeline.core.config import ExecutorSettings, Profile
 from pipeline.core.errors import InputError, StageFailed
 from pipeline.core.keys import StageKey
+from pipeline.core.procs import SCHEDULER_ENV
 from . import worker
 
 log = logging.getLogger("sao.executor")
-_ENV = "SAO_LITERT_SCHEDULER"
 CONNECT_TIMEOUT = "10s"
 
 
 def settings(profile: Profile) -> ExecutorSettings:
     """The profile's [executor] with $SAO_LITERT_SCHEDULER applied; Dask needs a read-write cache."""
     s = profile.executor
-    if address := os.environ.get(_ENV):
+    if address := os.environ.get(SCHEDULER_ENV):
         s = s.model_copy(update={"kind": "dask", "scheduler": address})
     if s.kind == "dask":
         if not s.scheduler:
             raise InputError(profile.path, "executor.scheduler",
-                             f"kind 'dask' needs the scheduler's address (tcp://host:8786) or ${_ENV}")
+                             f"kind 'dask' needs the scheduler's address (tcp://host:8786) or ${SCHEDULER_ENV}")
         c = cache_client.settings(profile)
         if c.mode != "read-write":
             raise InputError(profile.path, "cache.mode" if c.url else "cache.url",
@@ -163,6 +163,6 @@ def connect(profile: Profile) -> Remote | None:
     try:
         return Remote(profile, cfg)
     except Exception as e:  # noqa: BLE001 - OSError, TimeoutError …: one line either way
-        where = (f"${_ENV}", None) if os.environ.get(_ENV) else (profile.path, "executor.scheduler")
+        where = (f"${SCHEDULER_ENV}", None) if os.environ.get(SCHEDULER_ENV) else (profile.path, "executor.scheduler")
         raise InputError(*where, f"cannot reach the Dask scheduler {cfg.scheduler} "
                                  f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None

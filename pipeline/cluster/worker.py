@@ -21,7 +21,7 @@ from pipeline.core import keys
 from pipeline.core.config import REPO
 from pipeline.core.hashing import file_digest
 from pipeline.core.keys import StageKey
-from pipeline.core.procs import child_env, die_with_parent
+from pipeline.core.procs import SCHEDULER_ENV, child_env, die_with_parent
 from pipeline.core.stage import Stage
 
 EVENT_TOPIC = "sao-litert"  # one event per stage process run here: client.get_events(EVENT_TOPIC)
@@ -79,13 +79,12 @@ def run_stage(spec: dict) -> dict:
         log_file, depfile = scratch / "log" / f"{stage.name}.log", scratch / "deps.json"
         ran = stage.moved(in_paths, out_paths)
         job = scratch / "job.json"
-        job.write_text(json.dumps(ran.job(log_file, depfile, "{profile}", "dask worker",
-                                         scheduler=worker.scheduler.address)))
+        job.write_text(json.dumps(ran.job(log_file, depfile, "{profile}", "dask worker")))
+        env = child_env(PYTHONUNBUFFERED="1", **{SCHEDULER_ENV: worker.scheduler.address})  # for an Arm worker
         with open(scratch / "console.txt", "wb") as console:
             t_run = time.perf_counter()
             rc = subprocess.call([sys.executable, "-m", "pipeline.core.runner", "--job", str(job)], cwd=REPO,
-                                 env=child_env(PYTHONUNBUFFERED="1"), stdout=console, stderr=subprocess.STDOUT,
-                                 preexec_fn=die_with_parent)
+                                 env=env, stdout=console, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
             run_s = time.perf_counter() - t_run
         if rc != 0:
             worker.log_event(EVENT_TOPIC, {"stage": stage.name, "worker": worker.address, "failed": rc})

@@ -7,23 +7,18 @@ the userland pins leaves the check to the emulation here (one warning): it never
 that would pass without it."""
 import json
 import logging
+import os
 import subprocess
 import time
 from pathlib import Path
 
 from runtime import check
+from .procs import SCHEDULER_ENV
 from .toolchain import aarch64_userland, aarch64_versions
 
 log = logging.getLogger("sao.aarch64")
 RESOURCE = "aarch64"  # the Dask worker resource an Arm worker declares (`--resources aarch64=1`)
 CONNECT_TIMEOUT = "10s"
-_scheduler: str | None = None
-
-
-def setup(scheduler: str | None):
-    """Called by the runner: the build's Dask scheduler, if it has one."""
-    global _scheduler
-    _scheduler = scheduler
 
 
 def emulated(args: list[str], cpu: str | None = None, site: tuple[str, ...] = ("site",)) -> tuple[list[str], dict]:
@@ -51,7 +46,7 @@ def worker(scheduler: str, cpu: str) -> tuple[list[str], dict]:
 def run_check(work: Path, cpu: str, wheels: list[str]) -> tuple[dict, dict, str]:
     """`runtime.check` on WORK (request.json, inputs.npz): (its result.json, its outputs, where it
     ran: an Arm worker's address or "emulated here"). `wheels`: the userland's pins ("name==x")."""
-    if _scheduler and (done := _on_arm_worker(work, wheels)) is not None:
+    if (scheduler := os.environ.get(SCHEDULER_ENV)) and (done := _on_arm_worker(scheduler, work, wheels)) is not None:
         return done
     cmd, env = emulated(["-m", check.__name__, str(work)], cpu)
     threads = json.loads((work / "request.json").read_text())["threads"]
@@ -65,12 +60,12 @@ def run_check(work: Path, cpu: str, wheels: list[str]) -> tuple[dict, dict, str]
     return (*check.read_back(work), "emulated here")
 
 
-def _on_arm_worker(work: Path, wheels: list[str]) -> tuple[dict, dict, str] | None:
+def _on_arm_worker(scheduler: str, work: Path, wheels: list[str]) -> tuple[dict, dict, str] | None:
     """The check on an Arm worker (the request's files and inputs sent with the task), or None."""
     from distributed import Client
     logging.getLogger("distributed").setLevel(logging.ERROR)
     try:
-        with Client(_scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False) as client:
+        with Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False) as client:
             workers = client.scheduler_info(n_workers=-1)["workers"]
             if not any(w.get("resources", {}).get(RESOURCE) for w in workers.values()):
                 log.info("no worker of the cluster declares %r: emulated here", RESOURCE)

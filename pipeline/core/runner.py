@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import aarch64, atomic, keys, log as logsetup, memo
+from . import atomic, keys, log as logsetup, memo
 from .errors import InputError
 from .stage import Stage
 
@@ -51,7 +51,6 @@ def run_job(job_path: str) -> int:
     opened = _record_opens()
     stage = Stage.from_job(job)
     memo.setup(job["memo"] and Path(job["memo"]), lambda: _memo_salt(stage))
-    aarch64.setup(job["scheduler"])
     return execute(stage, Path(job["log"]), Path(job["depfile"]), opened, job["profile"], job["where"])
 
 

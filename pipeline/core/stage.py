@@ -33,17 +33,16 @@ class Stage:
         """The same stage on other paths (flat roles): a worker's or a rebuild's scratch folder."""
         return replace(self, inputs=grouped(inputs), outputs=outputs)
 
-    def job(self, log: Path, depfile: Path, profile, where: str, memo: Path | None = None,
-            scheduler: str | None = None) -> dict:
+    def job(self, log: Path, depfile: Path, profile, where: str, memo: Path | None = None) -> dict:
         """The one description of a stage run that `python -m pipeline.core.runner --job FILE`
         reads, here, on a Dask worker or in a rebuild check: the stage, its log and depfile, the
-        profile its config came from (named in an input error), where it runs, its memo's folder
-        (pipeline/core/memo.py) and the build's Dask scheduler (pipeline/core/aarch64.py), if any."""
+        profile its config came from (named in an input error), where it runs and its memo's folder
+        (pipeline/core/memo.py), if any."""
         return {"stage": self.name, "module": self.module, "config": self.config, "tools": list(self.tools),
                 "inputs": {r: str(p) for r, p in self.inputs.items()},
                 "outputs": {r: str(p) for r, p in self.outputs.items()},
                 "log": str(log), "depfile": str(depfile), "profile": str(profile), "where": where,
-                "memo": memo and str(memo), "scheduler": scheduler}
+                "memo": memo and str(memo)}
 
     @classmethod
     def from_job(cls, job: dict) -> "Stage":

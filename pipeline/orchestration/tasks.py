@@ -23,7 +23,7 @@ from pipeline.core.errors import StageFailed
 from pipeline.core.hashing import file_digest
 from pipeline.core.keys import StageKey
 from pipeline.core.log import QUIET_ENV, record_of
-from pipeline.core.procs import child_env, die_with_parent
+from pipeline.core.procs import SCHEDULER_ENV, child_env, die_with_parent
 from pipeline.core.stage import Stage
 from . import status
 from .context import Build
@@ -82,11 +82,12 @@ def run_here(stage: Stage, build: Build, key: StageKey, log_file: Path) -> Made:
     profile = build.profile
     job = profile.out / ".jobs" / f"{stage.name}.json"
     write_json(job, stage.job(log_file, keys.depfile(profile.out, stage.name), profile.path, "local",
-                             profile.out / "memo" / stage.name, build.cluster and build.cluster.address))
+                             profile.out / "memo" / stage.name))
     cmd = [sys.executable, "-m", "pipeline.core.runner", "--job", str(job)]
     admit = resources.admission().admit(stage.name, resources.need(stage, profile),
                                         build.priorities.get(stage.name, 0.0))
-    env = child_env(PYTHONUNBUFFERED="1", **({QUIET_ENV: "quiet"} if status.live() else {}))
+    env = child_env(PYTHONUNBUFFERED="1", **({QUIET_ENV: "quiet"} if status.live() else {}),
+                    **({SCHEDULER_ENV: build.cluster.address} if build.cluster else {}))  # for an Arm worker
     with admit:  # the run's span starts once it is admitted
         start = time.time()
         rc = subprocess.call(cmd, cwd=REPO, env=env, preexec_fn=die_with_parent)

@@ -137,8 +137,12 @@ def main(argv=None) -> int:
     if args.command == "cache":
         return _cache(args)
     if args.command == "arm-worker":
-        from pipeline.core import aarch64
+        from pipeline.core import aarch64, toolchain
         from pipeline.core.config import TargetsSettings
+        if toolchain.aarch64_versions() is None:
+            log.error("error: the aarch64 userland is not set up (%s is missing): run `./dev aarch64`",
+                      toolchain.aarch64_userland())
+            return 2
         cmd, env = aarch64.worker(args.scheduler, args.cpu or TargetsSettings().aarch64_cpu)
         os.execve(cmd[0], cmd, env)
     from pipeline.cluster.many import main as build_many
