@@ -19,6 +19,9 @@ from pipeline.core.log import read_records
 from pipeline.core.toolchain import aarch64_userland
 
 DECODER_IN = "pretransform.model.decoder.layers.0.weight_g"  # the first conv's weight-norm gain
+# The default model with the smallest aarch64 check (its other stages restore from the run's cache).
+SMALLEST_CHECK = ('[source]\nkind = "synthetic"\nseed = 0\n[targets]\nweb = false\naarch64_prompts = 1\n'
+                  'aarch64_dit_cases = 1\naarch64_latents = 1\naarch64_decoders = "app"\naarch64_steps = 0\n')
 
 
 def test_default_build_is_verified_on_aarch64(default_bundle):
@@ -116,8 +119,7 @@ def test_changed_aarch64_pins_rerun_verify_aarch64_alone(default_bundle, scratch
     """The default model with the smallest aarch64 check (its other stages restored from the run's
     cache): the same userland elsewhere restores every stage; a userland whose pins changed
     re-keys verify_aarch64 and nothing else; back on the real userland, its first key answers."""
-    profile = scratch_profile('[source]\nkind = "synthetic"\nseed = 0\n[targets]\nweb = false\naarch64_prompts = 1\n'
-                              'aarch64_dit_cases = 1\naarch64_latents = 1\naarch64_decoders = "app"\naarch64_steps = 0\n')
+    profile = scratch_profile(SMALLEST_CHECK)
     assert executed(doit_shared(profile=profile).stdout) >= {"verify_aarch64", "collect"}
     real = aarch64_userland()
     # The same userland in another folder (SAO_LITERT_AARCH64), from a clean folder: every stage
@@ -153,29 +155,31 @@ def test_an_arm_worker_in_the_cluster_runs_the_check(default_bundle, scratch_pro
     (its record says where) and its report is the one emulated here byte for byte; with the worker
     gone the same build emulates the check here."""
     from distributed import Client, LocalCluster
-    profile = scratch_profile('[source]\nkind = "synthetic"\nseed = 0\n[targets]\nweb = false\naarch64_prompts = 1\n'
-                              'aarch64_dit_cases = 1\naarch64_latents = 1\naarch64_decoders = "app"\naarch64_steps = 2\n')
-    out = ARTIFACTS / profile.stem
+    profile = scratch_profile(SMALLEST_CHECK)
+    out, report = ARTIFACTS / profile.stem, ARTIFACTS / profile.stem / "reports" / "parity_aarch64.json"
+
+    def check_again(store: str) -> dict:
+        """verify_aarch64 run again (not from a cache or the memo) through the cluster: its record."""
+        doit("forget", "verify_aarch64", profile=profile)
+        shutil.rmtree(out / "memo", ignore_errors=True)
+        env = {**shared(), "SAO_LITERT_SCHEDULER": cluster.scheduler_address,
+               "SAO_LITERT_CACHE": (tmp_path / store).as_uri()}
+        assert executed(doit(profile=profile, env=env).stdout) == {"verify_aarch64"}
+        return read_records(out)["verify_aarch64"]["measured"]
     with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None, processes=True) as cluster, \
             Client(cluster) as client:
         arm = subprocess.Popen([sys.executable, "-m", "pipeline.tools.cli", "arm-worker", cluster.scheduler_address],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
+            doit_shared(profile=profile)  # while the worker starts: the profile, emulated here (or its cache entry)
+            emulated_here = report.read_bytes()
             client.wait_for_workers(1, timeout=180)
             (address,) = client.scheduler_info()["workers"]
-            env = {"SAO_LITERT_SCHEDULER": cluster.scheduler_address, **shared()}
-            assert "verify_aarch64" in executed(doit(profile=profile, env=env).stdout)  # the rest: the run's cache
-            record = read_records(out)["verify_aarch64"]
-            assert record["measured"]["ran_on"] == address and record["measured"]["ran"]
-            on_worker = (out / "reports" / "parity_aarch64.json").read_bytes()
+            measured = check_again("store-a")
+            assert measured["ran_on"] == address and measured["ran"]
+            assert report.read_bytes() == emulated_here
         finally:
             arm.terminate()
             arm.wait(60)
-        # The worker gone: the check again (not from a cache or the memo), emulated here.
-        doit("forget", "verify_aarch64", profile=profile)
-        shutil.rmtree(out / "memo")
-        fresh = {**env, "SAO_LITERT_CACHE": (tmp_path / "store").as_uri()}
-        assert executed(doit(profile=profile, env=fresh).stdout) == {"verify_aarch64"}
-    assert read_records(out)["verify_aarch64"]["measured"]["ran_on"] == "emulated here"
-    assert (out / "reports" / "parity_aarch64.json").read_bytes() == on_worker
-    assert json.loads(on_worker)["machine"] == "aarch64"
+        assert check_again("store-b")["ran_on"] == "emulated here"  # no Arm worker: the fallback
+    assert report.read_bytes() == emulated_here and json.loads(emulated_here)["machine"] == "aarch64"
