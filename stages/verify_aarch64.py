@@ -213,7 +213,8 @@ def _recalled(work: Path, request: dict, feeds: dict, config) -> tuple[dict, dic
         if (hit := memo.recall_arrays(key)) is None:
             todo.append(case)
         got.update({f"{case}/{name}": a for name, a in (hit or {}).items()})
-    runtime = memo.recall({**base, "what": "runtime"})
+    runtime_key = {**base, "what": "runtime"}
+    runtime = memo.recall(runtime_key)
     measure("ran", todo)
     if not todo and runtime is not None:
         return runtime, got
@@ -228,7 +229,7 @@ def _recalled(work: Path, request: dict, feeds: dict, config) -> tuple[dict, dic
     measure("seconds", {k: round(v, 3) for k, v in result["seconds"].items()})
     runtime = {k: result[k] for k in ("machine", "python", "versions", "emulated")}
     if (result["emulated"] or {}).get("cpu") == config["cpu"]:  # what a native Arm worker ran is not the key's CPU
-        memo.keep({**base, "what": "runtime"}, runtime)
+        memo.keep(runtime_key, runtime)
         for case in todo:
             memo.keep_arrays(keys[case], {n.split("/", 1)[1]: a for n, a in out.items() if n.startswith(f"{case}/")})
     return runtime, {**got, **out}

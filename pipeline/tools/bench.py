@@ -219,8 +219,9 @@ def edit_scenarios(profile: Profile) -> dict:
         stages = read_json(last_build)["stages"] if last_build.exists() else {}
         ran = sorted(s for s, how in stages.items() if how.startswith("ran"))
         # Inside the stages that keep a memo (pipeline/core/memo.py): what they ran, not recalled.
-        inside = {"select_app": measured(profile.out, "select_app").get("app", {}).get("ran"),
-                  "verify_aarch64": measured(profile.out, "verify_aarch64").get("ran")}
+        records = read_records(profile.out)
+        inside = {"select_app": records.get("select_app", {}).get("measured", {}).get("app", {}).get("ran"),
+                  "verify_aarch64": records.get("verify_aarch64", {}).get("measured", {}).get("ran")}
         return {"seconds": seconds, "ran": ran, "inside": {s: v for s, v in inside.items() if s in ran}}
     result = {}
     try:
