@@ -12,7 +12,9 @@ model against this runtime on x86 with the same inputs (kernel drift: [targets] 
 the generation's latent and audio against PyTorch with the same noise ([app] min_latent_snr_db,
 min_audio_snr_db: the thresholds select_app chose the set with). The
 report (reports/parity_web.json) holds the checks, the browser and what it offered besides wasm;
-the seconds the page measured go to the stage's record (logs/verify_web.json, "measured")."""
+the seconds the page measured go to the stage's record (logs/verify_web.json, "measured"). What
+the page returned is kept in the stage's memo by the files and inputs it ran on: a re-run after
+an edit of one model runs that model and the generation in Chromium (record: "ran"), not the rest."""
 import json
 import logging
 import os
@@ -26,12 +28,15 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+import xxhash
 
+from pipeline.core import memo
 from pipeline.core.atomic import write_json
 from pipeline.core.errors import InputError
 from pipeline.core.log import measure
 from pipeline.core.parity import ParityError
 from runtime import client, ping_pong
+from runtime.files import xxh3_128
 from runtime.litert import Model
 from runtime.parity import metrics
 from runtime.vocab import ROLES, WEB_CLIENT, WEB_CONTRACTS
@@ -40,10 +45,13 @@ from stages.models.reference import Reference
 log = logging.getLogger("sao.verify_web")
 WEB = Path(__file__).resolve().parents[1] / "clients" / "web"
 CHROMIUM = ("chromium", "chromium-browser")
+PAGE = ("index.html", "client.js", "package-lock.json")  # what the browser runs, besides the models
+_TIMED = {"generate": ("dit_step", "generate")}  # the page's seconds for each case (else its id)
 
 
 def run(inputs, outputs, config):
     browser, version = _installed()
+    versions = {"litertjs": version, "browser": _version(browser)}
     app = inputs["app"]
     models = {m: Model(app[m]) for m in ROLES}  # this runtime on x86, the web's reference
     for m, model in models.items():  # by position first: a broken order is one line, not a crash in the browser
@@ -54,9 +62,7 @@ def run(inputs, outputs, config):
     noise = ping_pong.noises(0, ref.latent_shape, config["steps"])
     ref_audio, ref_latent = ref.generate(config["prompt"], config["seconds"], noise, config["steps"])
     arrays, job = _job(feeds, noise, x86, ref.latent_shape, config)
-    done, got = _in_browser(browser, job, {f"/model/{m}": Path(app[m]) for m in ROLES}, arrays, config["timeout_s"])
-    if done.get("error"):
-        raise RuntimeError(f"LiteRT.js in Chromium, {done['doing']}: {done['error'].splitlines()[0]}")
+    done, got = _recalled(browser, versions, job, {f"/model/{m}": Path(app[m]) for m in ROLES}, arrays, config)
 
     def out(key, like):
         return np.frombuffer(got[key], like.dtype).reshape(like.shape)
@@ -74,7 +80,7 @@ def run(inputs, outputs, config):
         log.info("%-12s %-46s %10.4g >= %-8.4g %s", r["model"], r["check"], r["value"], r["threshold"],
                  "ok" if r["ok"] else "FAIL")
     write_json(outputs["report"], {
-        "client": WEB_CLIENT, "litertjs": version, "browser": _version(browser), "accelerator": done["accelerator"],
+        "client": WEB_CLIENT, **versions, "accelerator": done["accelerator"],
         "webgpu": done["webgpu"], "checks": rows})
     measure("seconds", done["seconds"])
     log.info("LiteRT.js %s, wasm: DiT step %.3f s, whole generation %.2f s with the three loads (WebGPU: %s)",
@@ -128,6 +134,52 @@ def _job(feeds, noise, x86, latent_shape, config) -> tuple[dict, dict]:
                      "cross_shape": list(x86["conditioners"][client.CROSS_AT].shape),
                      "global_shape": list(x86["conditioners"][client.GLOBAL_AT].shape),
                      "latent_shape": latent_shape}}
+
+
+def _recalled(browser, versions, job, files, arrays, config) -> tuple[dict, dict]:
+    """The page in Chromium for the invokes and the generation the stage's memo does not hold for
+    the same model files, inputs, page and browser (pipeline/core/memo.py); the rest recalled with
+    the seconds the page measured then: an edit of one model re-runs its invoke and the generation.
+    (the page's /done — accelerator, webgpu, seconds —, every output's bytes by "<id>/<position>")."""
+    digests = {}
+
+    def file(path: Path):
+        return digests.setdefault(path, xxh3_128(path))
+
+    def array(spec):
+        a = arrays[spec["data"][len("/in/"):]]
+        return [a.dtype.name, list(a.shape), xxhash.xxh3_128_hexdigest(np.ascontiguousarray(a).tobytes())]
+    base = {**versions, "accelerator": job["accelerator"],
+            "page": {name: file(WEB / name) for name in PAGE}}
+    keys = {inv["id"]: {**base, "model": file(files[inv["file"]]), "inputs": [array(s) for s in inv["inputs"]]}
+            for inv in job["invokes"]}
+    g = job["generate"]
+    keys["generate"] = {**base, "files": {m: file(files[f]) for m, f in g["files"].items()},
+                        **{k: g[k] for k in ("seconds", "steps", "schedule", "cross_at", "global_at")},
+                        "inputs": [array(s) for s in (g["ids"], g["mask"], *g["noise"])]}
+    page_key = {**base, "what": "page"}
+    page, got, seconds, todo = memo.recall(page_key), {}, {}, []
+    for case, key in keys.items():
+        hit, timed = memo.recall_arrays(key), memo.recall(key)
+        if hit is None or timed is None:
+            todo.append(case)
+            continue
+        got.update({f"{case}/{i}": a.tobytes() for i, a in hit.items()})
+        seconds.update(timed)
+    measure("ran", todo)
+    if not todo and page is not None:
+        return {**page, "seconds": seconds}, got
+    job = {**job, "invokes": [inv for inv in job["invokes"] if inv["id"] in todo],
+           "generate": g if "generate" in todo else None}
+    done, out = _in_browser(browser, job, files, arrays, config["timeout_s"])
+    if done.get("error"):
+        raise RuntimeError(f"LiteRT.js in Chromium, {done['doing']}: {done['error'].splitlines()[0]}")
+    memo.keep(page_key, {k: done[k] for k in ("accelerator", "webgpu")})
+    for case in todo:
+        memo.keep_arrays(keys[case], {n.split("/", 1)[1]: np.frombuffer(b, np.uint8) for n, b in out.items()
+                                      if n.startswith(f"{case}/")})
+        memo.keep(keys[case], {k: done["seconds"][k] for k in _TIMED.get(case, (case,))})
+    return {**done, "seconds": {**seconds, **done["seconds"]}}, {**got, **out}
 
 
 def _version(browser: str) -> str:

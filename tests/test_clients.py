@@ -170,7 +170,7 @@ def test_a_constraint_edit_keeping_the_app_set_runs_no_model(default_bundle, tmp
 def test_a_dit_recipe_edit_reruns_only_what_holds_the_dit(default_bundle, tmp_path):
     """Another recipe for the DiT, then back: the DiT's stages and the checks of the app set re-run,
     and inside them only what holds the DiT — select_app's combinations with it, verify_aarch64's
-    DiT invokes and the generation; the other models' runs come from the stages' memo."""
+    and verify_web's DiT invokes and generations; the other models' runs come from the stages' memo."""
     shutil.rmtree(default_bundle / "memo", ignore_errors=True)  # whatever earlier tests left: a known start
     edited = tmp_path / "default.toml"
     edited.write_text((REPO / "profiles" / "default.toml").read_text() + '[dit]\nvariants = ["weight_only_wi8_afp32"]\n')
@@ -190,3 +190,6 @@ def test_a_dit_recipe_edit_reruns_only_what_holds_the_dit(default_bundle, tmp_pa
     checks = json.loads((default_bundle / "reports" / "parity_aarch64.json").read_text())["checks"]
     assert {r["model"] for r in checks} == {"conditioners", "dit", "decoder", "generation"}  # recalled ones gated too
     assert all(r["ok"] for r in checks)
+    assert sorted(records["verify_web"]["measured"]["ran"]) == ["dit", "generate"]  # in the browser: the DiT's
+    web = json.loads((default_bundle / "reports" / "parity_web.json").read_text())["checks"]
+    assert {r["model"] for r in web} == {"conditioners", "dit", "decoder", "generation"} and all(r["ok"] for r in web)
