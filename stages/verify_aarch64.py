@@ -22,8 +22,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
-import xxhash
 
 from pipeline.core import aarch64, memo, toolchain
 from pipeline.core.errors import InputError
@@ -122,8 +120,7 @@ def _dit(plan: _Plan, ref: Reference, config):
     for i in range(config["dit_cases"]):
         feed = {k: g.standard_normal(v.shape).astype(np.float32) for k, v in ref.dit_example.items()}
         feed["t"] = np.array([ts[i * (len(ts) - 1) // max(1, config["dit_cases"] - 1)]], np.float32)
-        with torch.no_grad():
-            plan.refs[f"dit{i}"] = ref.dit(**{k: torch.from_numpy(v) for k, v in feed.items()}).numpy()
+        plan.refs[f"dit{i}"] = ref.velocity(feed)
         plan.invoke(f"dit{i}", APP_FILES["dit"], feed)
 
 
@@ -133,8 +130,7 @@ def _decoders(plan: _Plan, ref: Reference, config):
     g = np.random.default_rng(4321)
     latents = [g.standard_normal(ref.decoder_example["latent"].shape).astype(np.float32) for _ in range(config["latents"])]
     for i, z in enumerate(latents):
-        with torch.no_grad():
-            plan.refs[f"dec{i}"] = ref.decoder(torch.from_numpy(z)).numpy()
+        plan.refs[f"dec{i}"] = ref.decode(z)
     for q in config["decoders"]:  # one model's invokes together, as the conditioners'
         for i, z in enumerate(latents):
             plan.invoke(f"dec{i}_{q}", f"decoder_{q}.tflite", {"latent": z})
@@ -198,16 +194,13 @@ def _recalled(work: Path, request: dict, feeds: dict, config) -> tuple[dict, dic
 
     def file(name):
         return digests.setdefault(name, xxh3_128(bundle / name))
-
-    def array(a):
-        return [str(a.dtype), list(a.shape), xxhash.xxh3_128_hexdigest(np.ascontiguousarray(a).tobytes())]
     base = {"cpu": config["cpu"], "threads": config["threads"], "userland": config["toolchain"]}
     keys = {inv["id"]: {**base, "model": file(inv["model"]), "flags": inv["xnnpack_flags"],
-                        "inputs": {k: array(feeds[v]) for k, v in inv["inputs"].items()}} for inv in request["invokes"]}
+                        "inputs": {k: memo.array_key(feeds[v]) for k, v in inv["inputs"].items()}} for inv in request["invokes"]}
     if g := request["generate"]:
         keys["generate"] = {**base, "files": {r: file(f) for r, f in g["files"].items()}, "spiece": file(SPIECE),
                             **{k: g[k] for k in ("layout", "prompt", "seconds", "steps")},
-                            "noise": [array(feeds[k]) for k in g["noise"]]}
+                            "noise": [memo.array_key(feeds[k]) for k in g["noise"]]}
     got, todo = {}, []
     for case, key in keys.items():
         if (hit := memo.recall_arrays(key)) is None:

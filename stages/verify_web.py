@@ -28,7 +28,6 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
-import xxhash
 
 from pipeline.core import memo
 from pipeline.core.atomic import write_json
@@ -147,8 +146,7 @@ def _recalled(browser, versions, job, files, arrays, config) -> tuple[dict, dict
         return digests.setdefault(path, xxh3_128(path))
 
     def array(spec):
-        a = arrays[spec["data"][len("/in/"):]]
-        return [a.dtype.name, list(a.shape), xxhash.xxh3_128_hexdigest(np.ascontiguousarray(a).tobytes())]
+        return memo.array_key(arrays[spec["data"][len("/in/"):]])
     base = {**versions, "accelerator": job["accelerator"],
             "page": {name: file(WEB / name) for name in PAGE}}
     keys = {inv["id"]: {**base, "model": file(files[inv["file"]]), "inputs": [array(s) for s in inv["inputs"]]}
