@@ -121,6 +121,9 @@ def test_remaining_chain_follows_the_dag(tmp_path):
     assert rest["autoencoder_convert"] == pytest.approx(m["autoencoder_convert"] + m["verify_autoencoder"] + m["select_app"]
                                                         + m["collect"] + m["attest"])
     assert rest["synth"] == max(rest.values())
+    checked = resources.remaining_seconds(stages(load_profile(write_profile(tmp_path, "y", SOURCE))))
+    assert min(checked["collect"], checked["web_conditioners"]) > max(checked["verify_web"], checked["verify_aarch64"])
+    assert checked["verify_aarch64"] > checked["verify_web"]  # among the checks, the longest first
 
 
 def test_build_many_refuses_two_profiles_of_one_name(tmp_path, caplog):
