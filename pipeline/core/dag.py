@@ -234,12 +234,5 @@ def _attest(p: Profile, f: _Paths, checks: list[Stage]) -> Stage:
 DONE = "attest"  # the last stage: the bundle and every check of it; `doit report`, `cache_push` follow it
 
 
-def checks(table: list[Stage]) -> set[str]:
-    """The bundle's validation actions: the stages whose reports `attest` waits for."""
-    (done,) = (s for s in table if s.name == DONE)
-    reports = set(done.given.get("reports", {}).values())
-    return {s.name for s in table if set(s.outputs.values()) & reports}
-
-
 # Targets that name a final artifact rather than a step.
 ALIASES = {"dit_tflite": ("The final (quantized) DiT file", ["dit_quantize"])}

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from itertools import count
 
 from .config import FileSource, Profile
-from .dag import checks, stages
+from .dag import stages
 from .stage import Stage
 
 log = logging.getLogger("sao.resources")
@@ -35,10 +35,10 @@ MEASURED = {
     "attest": (46, 100, 1.0),  # tiny measured (`doit`, default profile); real size estimated (hashes the app set)
     # real-random with every variant (plain doit, one request)
     "select_app": (461, 3639, 245.9),
-    # tiny figures measured (`./dev build`, default profile); the real-size ones are NOT measured yet,
-    # estimated from the files they hold (web_conditioners: the 440 MB conditioners read and packed
-    # again; verify_web: the PyTorch reference as select_app's plus Chromium holding the app set).
-    "web_conditioners": (51, 1500, 5.0), "verify_web": (462, 6000, 60.0),
+    # tiny figures measured (`./dev build`, default profile); real size: web_conditioners measured
+    # (real-random, plain doit), verify_web estimated (the PyTorch reference as select_app's plus
+    # Chromium holding the app set).
+    "web_conditioners": (51, 677, 1.5), "verify_web": (462, 6000, 60.0),
 }
 # Every quantize stage, by the model it quantizes (config "role"): its largest variant's row
 # (the conditioners' real size from real-random with every variant, tiny borrowed from the DiT's).
@@ -56,7 +56,10 @@ _DECODER_COST = {"float32": "decoder_float", "float16": "decoder_float", "dynami
 # Checkpoint + T5 weight bytes of the two presets those figures were measured on.
 MODEL_BYTES = (5_876_263 + 741_824, 1_989_206_371 + 438_525_864)
 MARGIN = 1.15
-_CHECKS_LAST = 1e6  # seconds off a check's priority: more than any chain's
+# A stage this short at real size (collect, attest, web_conditioners: file copies) takes no core:
+# it never waits behind long stages holding them all (at real size on 2 cores, collect had waited
+# 146 s for verify_web and verify_aarch64, which need the bundle's inputs, not the bundle).
+QUICK_S = 2.0
 _ENV = "SAO_LITERT_MEMORY"  # bytes this machine may give its stages (default: available memory)
 
 
@@ -76,6 +79,10 @@ def _row(stage: Stage) -> tuple:
     return MEASURED.get(stage.name, _LARGEST)
 
 
+def quick(stage: Stage) -> bool:
+    return _row(stage)[2] < QUICK_S
+
+
 def need(stage: Stage, profile: Profile) -> int:
     """Bytes the stage's process needs at this profile's model size."""
     tiny, real, _ = _row(stage)
@@ -83,9 +90,7 @@ def need(stage: Stage, profile: Profile) -> int:
 
 
 def remaining_seconds(stages) -> dict[str, float]:
-    """Per stage, its admission priority: its real-size seconds plus the longest chain of stages
-    that wait for it — the bundle's checks (dag.checks) after every other stage, so the bundle never
-    waits for a core a check holds (on 2 cores, collect waited 146 s for verify_web at real size)."""
+    """Per stage: its real-size seconds plus the longest chain of stages that wait for it."""
     producer = {path: s.name for s in stages for path in s.outputs.values()}
     by_name = {s.name: s for s in stages}
     after = {s.name: set() for s in stages}
@@ -99,8 +104,7 @@ def remaining_seconds(stages) -> dict[str, float]:
         if name not in memo:
             memo[name] = _row(by_name[name])[2] + max((rest(n) for n in after[name]), default=0.0)
         return memo[name]
-    late = checks(stages)
-    return {s.name: rest(s.name) - (_CHECKS_LAST if s.name in late else 0.0) for s in stages}
+    return {s.name: rest(s.name) for s in stages}
 
 
 def budget() -> int:
@@ -112,12 +116,13 @@ def budget() -> int:
 
 
 class Admission:
-    """The stage processes of one doit process: at most `slots` at once, within `total` bytes."""
+    """The stage processes of one doit process: at most `slots` holding a core at once, all within
+    `total` bytes."""
 
     def __init__(self, total: int, slots: int):
         self.total = self.free = total
         self.slots, self.running = slots, 0
-        self._waiting: list[tuple[float, int, int]] = []  # (priority, arrival, bytes)
+        self._waiting: list[tuple[float, int, int, bool]] = []  # (priority, arrival, bytes, needs a core)
         self._arrival = count()
         self._cv = threading.Condition()
 
@@ -125,15 +130,17 @@ class Admission:
         return nbytes <= self.free or self.running == 0
 
     def _turn(self, me) -> bool:
+        if not me[3]:
+            return self._fits(me[2])
         if self.running >= self.slots:
             return False
-        ready = [w for w in self._waiting if self._fits(w[2])]
+        ready = [w for w in self._waiting if w[3] and self._fits(w[2])]
         return bool(ready) and max(ready, key=lambda w: (w[0], -w[1])) is me
 
     @contextmanager
-    def admit(self, name: str, nbytes: int, priority: float = 0.0):
+    def admit(self, name: str, nbytes: int, priority: float = 0.0, core: bool = True):
         with self._cv:
-            me = (priority, next(self._arrival), nbytes)
+            me = (priority, next(self._arrival), nbytes, core)
             self._waiting.append(me)
             if not self._fits(nbytes):
                 log.info("  %s: waits for memory (needs %.1f GB, %.1f GB of %.1f GB free)",
@@ -141,14 +148,14 @@ class Admission:
             self._cv.wait_for(lambda: self._turn(me))
             self._waiting.remove(me)
             self.free -= nbytes
-            self.running += 1
+            self.running += core
             self._cv.notify_all()
         try:
             yield
         finally:
             with self._cv:
                 self.free += nbytes
-                self.running -= 1
+                self.running -= core
                 self._cv.notify_all()
 
 

@@ -85,7 +85,7 @@ def run_here(stage: Stage, build: Build, key: StageKey, log_file: Path) -> Made:
                              profile.out / "memo" / stage.name))
     cmd = [sys.executable, "-m", "pipeline.core.runner", "--job", str(job)]
     admit = resources.admission().admit(stage.name, resources.need(stage, profile),
-                                        build.priorities.get(stage.name, 0.0))
+                                        build.priorities.get(stage.name, 0.0), core=not resources.quick(stage))
     env = child_env(PYTHONUNBUFFERED="1", **({QUIET_ENV: "quiet"} if status.live() else {}),
                     **({SCHEDULER_ENV: build.cluster.address} if build.cluster else {}))  # for an Arm worker
     with admit:  # the run's span starts once it is admitted
