@@ -35,20 +35,12 @@ def emulated(args: list[str], cpu: str | None = None, site: tuple[str, ...] = ("
             str(root / "usr" / "bin" / "python3.11"), *args], env
 
 
-# Dask's timers that wake an idle worker many times a second (its statistical profiler every 10 ms,
-# the event-loop check every 20 ms, the system monitor every 500 ms): emulated, they cost about
-# two thirds of a core while the worker waits.
-QUIET_WORKER = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False", "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
-                "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "5s"}
-
-
 def worker(scheduler: str, cpu: str) -> tuple[list[str], dict]:
     """An emulated Arm worker joining `scheduler` (`sao-litert arm-worker`): `dask worker` on an
     emulated `cpu` in the userland with its worker packages (.aarch64/worker/), one thread,
-    declaring only `aarch64`, its idle timers slowed."""
-    cmd, env = emulated(["-m", "distributed.cli.dask_worker", scheduler, "--nthreads", "1", "--no-nanny",
-                         "--no-dashboard", "--memory-limit", "0", "--resources", f"{RESOURCE}=1"], cpu, site=("site", "worker"))
-    return cmd, {**env, **QUIET_WORKER}
+    declaring only `aarch64`."""
+    return emulated(["-m", "distributed.cli.dask_worker", scheduler, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                     "--memory-limit", "0", "--resources", f"{RESOURCE}=1"], cpu, site=("site", "worker"))
 
 
 def run_check(work: Path, cpu: str, wheels: list[str]) -> tuple[dict, dict, str]:
