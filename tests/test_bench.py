@@ -15,3 +15,19 @@ def test_the_bench_fresh_checkout_restores_every_stage_of_the_default(default_bu
                             {"SAO_LITERT_CACHE": RUN_CACHE.as_uri(), "SAO_LITERT_CACHE_MODE": "read"}, "toplevel")
     assert got["bundle_equal"] is True
     assert got["misses"] == 0 and got["hits"] == len(stages(load_profile(DEFAULT_PROFILE)))
+
+
+def test_an_edit_that_fails_its_build_is_measured_and_undone(scratch_profile, monkeypatch):
+    """The bench's edit scenarios report an edit whose build fails (at real size, LiteRT.js fails
+    the swapped DiT) — its exit status and failed stage — and undo it: a figure, not the bench's end."""
+    from conftest import doit_shared
+    from pipeline.tools import bench
+    path = scratch_profile()
+    doit_shared(profile=path)
+    original = path.read_text()
+    monkeypatch.setattr(bench, "_edited", lambda settings, variants: {"unmeetable": {**settings, "app": {"max_bytes": 1}}})
+    got = bench.edit_scenarios(load_profile(path))["unmeetable"]
+    assert got["exit"] != 0 and got["failed"] == ["select_app"]
+    assert got["undone"]["exit"] == 0 and got["undone"]["ran"] == ["select_app"]  # the same bytes: no further
+    assert path.read_text() == original
+    assert "FAILED (exit" in bench._edit_line(got) and "FAILED" not in bench._edit_line(got["undone"])

@@ -207,22 +207,30 @@ def _toml(settings: dict) -> str:
 
 
 def edit_scenarios(profile: Profile) -> dict:
-    """Each edit of `_edited` on the built profile: seconds of plain `doit` to the verified bundle
-    and the stages it ran (inside select_app and verify_aarch64: what they ran, not recalled); then
-    the edit undone, timed the same way. The profile is put back."""
+    """Each edit of `_edited` on the built profile: seconds of plain `doit` to the verified bundle,
+    its exit status (an edit may make a check fail: measured all the same) and the stages it ran
+    (inside the stages that keep a memo: what they ran, not recalled); then the edit undone, timed
+    the same way. The profile is put back."""
     copy = profile.path
     original, last_build = copy.read_text(), stats_path(profile)
 
     def build() -> dict:
         last_build.unlink(missing_ok=True)  # written by a build that runs a stage
-        seconds = _doit(f"profile={copy}")
+        t0, status = time.perf_counter(), 0
+        try:
+            _doit(f"profile={copy}")
+        except subprocess.CalledProcessError as e:
+            status = e.returncode
+        seconds = time.perf_counter() - t0
         stages = read_json(last_build)["stages"] if last_build.exists() else {}
         ran = sorted(s for s, how in stages.items() if how.startswith("ran"))
         # Inside the stages that keep a memo (pipeline/core/memo.py): what they ran, not recalled.
         records = read_records(profile.out)
         inside = {"select_app": records.get("select_app", {}).get("measured", {}).get("app", {}).get("ran"),
-                  "verify_aarch64": records.get("verify_aarch64", {}).get("measured", {}).get("ran")}
-        return {"seconds": seconds, "ran": ran, "inside": {s: v for s, v in inside.items() if s in ran}}
+                  **{s: records.get(s, {}).get("measured", {}).get("ran") for s in ("verify_aarch64", "verify_web")}}
+        return {"seconds": seconds, "exit": status, "ran": ran,
+                "failed": sorted(s for s, how in stages.items() if how == "failed"),
+                "inside": {s: v for s, v in inside.items() if s in ran}}
     result = {}
     try:
         for name, settings in _edited(tomllib.loads(original), profile.dit.variants).items():
@@ -333,11 +341,15 @@ def model_latency(profile_path: Path, threads=2, warm_runs=3) -> dict:
     return result
 
 
-def _inside(edit: dict) -> str:
-    """What the memo stages ran of their work in one edit's build, for people."""
-    sel, arm = edit["inside"].get("select_app"), edit["inside"].get("verify_aarch64")
-    return ((f" (select_app: {len(sel['combinations'])} combinations, {len(sel['variants'])} variants timed)" if sel else "")
-            + (f" (verify_aarch64: {len(arm)} emulated runs: {', '.join(arm)})" if arm is not None else ""))
+def _edit_line(edit: dict) -> str:
+    """What one edit's build ran, for people: the stages, what the memo stages ran of their work,
+    and a failure."""
+    sel, arm, web = (edit["inside"].get(s) for s in ("select_app", "verify_aarch64", "verify_web"))
+    return (f"{edit['seconds']:.1f} s, ran {', '.join(edit['ran']) or 'nothing'}"
+            + (f" (select_app: {len(sel['combinations'])} combinations, {len(sel['variants'])} variants timed)" if sel else "")
+            + (f" (verify_aarch64: {len(arm)} emulated runs: {', '.join(arm)})" if arm is not None else "")
+            + (f" (verify_web: {len(web)} runs in Chromium: {', '.join(web)})" if web is not None else "")
+            + (f"; FAILED (exit {edit['exit']}: {', '.join(edit['failed'])})" if edit["exit"] else ""))
 
 
 def measured(out: Path, stage: str) -> dict:
@@ -478,8 +490,7 @@ def _rows(result: dict) -> list[tuple[str, str]]:
     rows += [("Pareto front: " + " + ".join(c["models"].values()), "{bytes:.4g} B, warm {warm_s:.3f} s, latent "
               "{latent_snr_db:.2f} dB, audio {audio_snr_db:.2f} dB, meets the constraints: {meets}".format(**c))
              for c in app["front"]]
-    rows += [(f"edit: {k}", f"{v['seconds']:.1f} s, ran {', '.join(v['ran']) or 'nothing'}{_inside(v)}; undone "
-              f"{v['undone']['seconds']:.1f} s{_inside(v['undone'])}") for k, v in result["edits"].items()]
+    rows += [(f"edit: {k}", f"{_edit_line(v)}; undone {_edit_line(v['undone'])}") for k, v in result["edits"].items()]
     rows += [(f"stage {k}", f"{v['seconds']:.1f} s ({v['share']:.0%} of all stages' seconds), peak "
               f"{v['peak_rss_mb']} MB") for k, v in b["stages"].items()]
     rows += [(f"{r[7:]}: {k}", f"{v:.4g}") for r, checks in result["parity"].items() for k, v in checks.items()]
