@@ -127,7 +127,7 @@ class Admission:
         self._cv = threading.Condition()
 
     def _fits(self, nbytes: int) -> bool:
-        return nbytes <= self.free or self.running == 0
+        return nbytes <= self.free or self.free == self.total  # more than the budget: alone
 
     def _turn(self, me) -> bool:
         if not me[3]:
