@@ -190,6 +190,7 @@ def test_a_dit_recipe_edit_reruns_only_what_holds_the_dit(default_bundle, tmp_pa
     checks = json.loads((default_bundle / "reports" / "parity_aarch64.json").read_text())["checks"]
     assert {r["model"] for r in checks} == {"conditioners", "dit", "decoder", "generation"}  # recalled ones gated too
     assert all(r["ok"] for r in checks)
+    assert records["verify_dit"]["measured"]["ran"] == [dit]  # the float DiT's figures recalled
     assert sorted(records["verify_web"]["measured"]["ran"]) == ["dit", "generate"]  # in the browser: the DiT's
     web = json.loads((default_bundle / "reports" / "parity_web.json").read_text())["checks"]
     assert {r["model"] for r in web} == {"conditioners", "dit", "decoder", "generation"} and all(r["ok"] for r in web)

@@ -1,11 +1,11 @@
 """A stage's memo: results of its costly actions (select_app's end-to-end runs, verify_aarch64's
-emulated invokes, verify_web's runs in the browser, the PyTorch reference's outputs) kept between
-its runs in this checkout (artifacts/<profile>/memo/<stage>/), each keyed by what the action read
-— its files' digests, its arguments — and by the code, tools and Python the stage process runs.
-A stage re-run after an edit repeats only the actions the edit touched; the rest it recalls. The
-memo is no stage's input or output: it spares work, it changes no byte a stage writes. Only a
-build's local run has one; a Dask worker's stage or a `cache verify --rebuild` check runs every
-action (`recall` finds nothing)."""
+emulated invokes, verify_web's runs in the browser, verify_dit's figures per file, the PyTorch
+reference's outputs) kept between its runs in this checkout (artifacts/<profile>/memo/<stage>/),
+each keyed by what the action read — its files' digests, its arguments — and by the code, tools and
+Python the stage process runs. A stage re-run after an edit repeats only the actions the edit
+touched; the rest it recalls. The memo is no stage's input or output: it spares work, it changes no
+byte a stage writes. Only a build's local run has one; a Dask worker's stage or a
+`cache verify --rebuild` check runs every action (`recall` finds nothing)."""
 from pathlib import Path
 from typing import Callable
 
@@ -62,6 +62,14 @@ def recall(key: dict):
 def keep(key: dict, value):
     if path := _path(key, ".json"):
         write_json(path, {"key": key, "value": value})
+
+
+def value(key: dict, compute: Callable[[], object]):
+    """The JSON value stored under `key`, else compute()'s, kept there."""
+    if (hit := recall(key)) is None:
+        hit = compute()
+        keep(key, hit)
+    return hit
 
 
 def recall_arrays(key: dict) -> dict | None:
