@@ -56,6 +56,7 @@ class Reference:
         return self._recalled("dit", {k: memo.array_key(v) for k, v in feed.items()}, compute)["v"]
 
     def decode(self, latent: np.ndarray) -> np.ndarray:
+        """The decoder on one latent (numpy): the audio."""
         def compute():
             with torch.no_grad():
                 return {"audio": self.decoder(torch.from_numpy(latent)).numpy()}
