@@ -12,7 +12,7 @@ def test_the_bench_fresh_checkout_restores_every_stage_of_the_default(default_bu
     monkeypatch.delenv("SAO_LITERT_ARTIFACTS")  # as the bench runs: the copy builds into its own artifacts/
     with run_cache_locked():
         got = bench.cache_restore(DEFAULT_PROFILE, default_bundle,
-                            {"SAO_LITERT_CACHE": RUN_CACHE.as_uri(), "SAO_LITERT_CACHE_MODE": "read"}, "toplevel")
+                                  {"SAO_LITERT_CACHE": RUN_CACHE.as_uri(), "SAO_LITERT_CACHE_MODE": "read"}, "toplevel")
     assert got["bundle_equal"] is True
     assert got["misses"] == 0 and got["hits"] == len(stages(load_profile(DEFAULT_PROFILE)))
 
