@@ -196,7 +196,8 @@ def _recalled(work: Path, request: dict, feeds: dict, config) -> tuple[dict, dic
         return digests.setdefault(name, xxh3_128(bundle / name))
     base = {"cpu": config["cpu"], "threads": config["threads"], "userland": config["toolchain"]}
     keys = {inv["id"]: {**base, "model": file(inv["model"]), "flags": inv["xnnpack_flags"],
-                        "inputs": {k: memo.array_key(feeds[v]) for k, v in inv["inputs"].items()}} for inv in request["invokes"]}
+                        "inputs": {k: memo.array_key(feeds[v]) for k, v in inv["inputs"].items()}}
+            for inv in request["invokes"]}
     if g := request["generate"]:
         keys["generate"] = {**base, "files": {r: file(f) for r, f in g["files"].items()}, "spiece": file(SPIECE),
                             **{k: g[k] for k in ("layout", "prompt", "seconds", "steps")},

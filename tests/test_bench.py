@@ -23,7 +23,8 @@ def test_an_edit_that_fails_its_build_is_measured_and_undone(scratch_profile, mo
     path = scratch_profile()
     doit_shared(profile=path)
     original = path.read_text()
-    monkeypatch.setattr(bench, "_edited", lambda settings, variants: {"unmeetable": {**settings, "app": {"max_bytes": 1}}})
+    monkeypatch.setattr(bench, "_edited",
+                        lambda settings, variants: {"unmeetable": {**settings, "app": {"max_bytes": 1}}})
     got = bench.edit_scenarios(load_profile(path))["unmeetable"]
     assert got["exit"] != 0 and got["failed"] == ["select_app"]
     assert got["undone"]["exit"] == 0 and got["undone"]["ran"] == ["select_app"]  # the same bytes: no further

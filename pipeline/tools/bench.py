@@ -346,9 +346,12 @@ def _edit_line(edit: dict) -> str:
     and a failure."""
     sel, arm, web = (edit["inside"].get(s) for s in ("select_app", "verify_aarch64", "verify_web"))
     return (f"{edit['seconds']:.1f} s, ran {', '.join(edit['ran']) or 'nothing'}"
-            + (f" (select_app: {len(sel['combinations'])} combinations, {len(sel['variants'])} variants timed)" if sel else "")
-            + (f" (verify_aarch64: {len(arm)} emulated runs{': ' * bool(arm)}{', '.join(arm)})" if arm is not None else "")
-            + (f" (verify_web: {len(web)} runs in Chromium{': ' * bool(web)}{', '.join(web)})" if web is not None else "")
+            + (f" (select_app: {len(sel['combinations'])} combinations, {len(sel['variants'])} variants timed)"
+               if sel else "")
+            + (f" (verify_aarch64: {len(arm)} emulated runs{': ' * bool(arm)}{', '.join(arm)})"
+               if arm is not None else "")
+            + (f" (verify_web: {len(web)} runs in Chromium{': ' * bool(web)}{', '.join(web)})"
+               if web is not None else "")
             + (f"; FAILED (exit {edit['exit']}: {', '.join(edit['failed'])})" if edit["exit"] else ""))
 
 
